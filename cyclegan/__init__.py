@@ -1,0 +1,12 @@
+"""Unpaired image-to-image translation: CycleGAN and the one-generator baseline."""
+
+from .checkpoint import CheckpointError, load_generator
+from .cycle_gan import CycleGAN
+from .data import DataError, UnpairedImageDataModule
+from .method1 import Method1
+from .networks import DiscriminatorConfig, GeneratorConfig
+
+__all__ = [
+    "CheckpointError", "CycleGAN", "DataError", "DiscriminatorConfig", "GeneratorConfig", "Method1",
+    "UnpairedImageDataModule", "load_generator",
+]

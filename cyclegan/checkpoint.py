@@ -1,0 +1,70 @@
+"""Reading generators back out of training checkpoints."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from .networks import GeneratorConfig, build_generator
+
+Direction = Literal["a2b", "b2a"]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable or lacks what was asked; one-line message."""
+
+
+def translator_meta(module: Any, *, directions: dict[str, str]) -> dict[str, Any]:
+    """What a checkpoint needs to rebuild its generators without the training config.
+
+    ``directions`` maps "a2b"/"b2a" to the attribute holding that generator.
+    """
+    hp = module.hparams
+    return {
+        "kind": module.kind,
+        "generator": asdict(module.generator_config),
+        "input_nc": hp.input_nc,
+        "output_nc": hp.output_nc,
+        "directions": directions,
+    }
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a Lightning checkpoint of ours onto the CPU, tensors and plain data only."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from None
+    if not isinstance(checkpoint, dict) or "translator" not in checkpoint:
+        raise CheckpointError(f"{path} is not a cyclegan training checkpoint (no 'translator' entry)")
+    return checkpoint
+
+
+def load_generator(ckpt_path: str | os.PathLike, direction: Direction = "a2b") -> nn.Module:
+    """The trained generator for ``direction`` as an ``nn.Module`` in eval mode, on the CPU.
+
+    It maps (N, C, H, W) tensors in [-1, 1] to the other domain; H and W must be multiples
+    of the generator's stride (4 for ResNet generators). Method-1 checkpoints have only "a2b".
+    """
+    checkpoint = read_checkpoint(ckpt_path)
+    meta = checkpoint["translator"]
+    if direction not in meta["directions"]:
+        have = ", ".join(meta["directions"])
+        raise CheckpointError(f"{ckpt_path}: a {meta['kind']} checkpoint has no '{direction}' generator (it has: {have})")
+    in_nc, out_nc = meta["input_nc"], meta["output_nc"]
+    if direction == "b2a":
+        in_nc, out_nc = out_nc, in_nc
+    net = build_generator(GeneratorConfig(**meta["generator"]), input_nc=in_nc, output_nc=out_nc)
+    prefix = meta["directions"][direction] + "."
+    net.load_state_dict({k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)})
+    return net.eval()

@@ -1,0 +1,120 @@
+"""The ``cyclegan`` command: LightningCLI (fit, validate, ...) for both translators.
+
+    cyclegan fit --config configs/cyclegan.yaml --data.root datasets/horse2zebra
+    cyclegan fit --config configs/method1.yaml --config configs/tiny.yaml --data.root datasets/emoji
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytorch_lightning as pl
+import yaml
+from jsonargparse import lazy_instance
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+
+from .callbacks import SampleGrid, run_dir
+from .checkpoint import CheckpointError
+from .data import DataError, UnpairedImageDataModule
+from .tracking import WandbLogger, announce
+
+# Imported so that ``--model CycleGAN`` / ``--model Method1`` resolve by short name.
+from .cycle_gan import CycleGAN  # noqa: F401
+from .method1 import Method1  # noqa: F401
+
+
+class _SaveConfigToLogger(SaveConfigCallback):
+    """Writes config.yaml beside the run (Lightning's default) and logs the resolved config to W&B."""
+
+    def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+        for logger in trainer.loggers:
+            logger.log_hyperparams({"config": config})
+
+
+class _RunSummary(pl.Callback):
+    """Prints where checkpoints, samples and the W&B run are, at the start and the end of fit."""
+
+    def _lines(self, trainer: pl.Trainer) -> list[str]:
+        lines = []
+        if trainer.checkpoint_callback is not None:
+            lines.append(f"checkpoints: {trainer.checkpoint_callback.dirpath} (last.ckpt and periodic ones)")
+        lines.append(f"sample grids: {run_dir(trainer) / 'samples'}")
+        lines += [logger.describe() for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+        return lines
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for line in self._lines(trainer):
+            announce(line)
+        n_epochs = getattr(pl_module.hparams, "n_epochs", None)
+        n_decay = getattr(pl_module.hparams, "n_epochs_decay", None)
+        if n_epochs is not None and trainer.max_steps == -1 and trainer.max_epochs != n_epochs + n_decay:
+            announce(f"note: the LR schedule spans n_epochs + n_epochs_decay = {n_epochs + n_decay} epochs, "
+                     f"but training stops after max_epochs = {trainer.max_epochs}")
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        callback = trainer.checkpoint_callback
+        if callback is not None and callback.last_model_path:
+            announce(f"last checkpoint: {callback.last_model_path}")
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                announce(logger.describe())
+
+
+class CycleGANCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.set_defaults({"model": lazy_instance(CycleGAN)})
+        parser.link_arguments("data.input_nc", "model.init_args.input_nc")
+        parser.link_arguments("data.output_nc", "model.init_args.output_nc")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({
+            "checkpoint.save_last": True,
+            "checkpoint.save_top_k": -1,  # keep every periodic checkpoint
+            "checkpoint.every_n_epochs": 5,
+            "checkpoint.filename": "epoch{epoch:03d}-step{step:07d}",
+            "checkpoint.auto_insert_metric_name": False,
+        })
+        parser.add_lightning_class_args(SampleGrid, "samples")
+
+    def before_instantiate_classes(self) -> None:
+        # The W&B folder (and so the checkpoints) follow --trainer.default_root_dir
+        # unless --trainer.logger.save_dir says otherwise.
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        logger = config.trainer.logger
+        if getattr(logger, "class_path", None) == f"{WandbLogger.__module__}.{WandbLogger.__name__}":
+            if logger.init_args.save_dir is None:
+                logger.init_args.save_dir = config.trainer.default_root_dir or "runs"
+
+    def before_fit(self) -> None:
+        self.trainer.callbacks.append(_RunSummary())
+        kind = getattr(self.model, "kind", None)
+        for logger in self.trainer.loggers:
+            if isinstance(logger, WandbLogger) and kind and self.trainer.is_global_zero:
+                logger.experiment.tags = tuple(dict.fromkeys([*logger.experiment.tags, kind]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``cyclegan`` console script."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        CycleGANCLI(
+            datamodule_class=UnpairedImageDataModule,
+            subclass_mode_model=True,
+            save_config_callback=_SaveConfigToLogger,
+            save_config_kwargs={"overwrite": True},
+            trainer_defaults={
+                "default_root_dir": "runs",
+                "logger": lazy_instance(WandbLogger, save_dir=None),
+            },
+            auto_configure_optimizers=False,
+            args=argv,
+        )
+    except (DataError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

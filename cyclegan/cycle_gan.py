@@ -1,0 +1,181 @@
+"""CycleGAN (Zhu, Park, Isola, Efros 2017): unpaired translation with cycle consistency.
+
+Names in code vs the paper, for domains A (X) and B (Y):
+    G_AB = G : X -> Y        G_BA = F : Y -> X
+    D_A  = D_X (judges A)    D_B  = D_Y (judges B)
+The published code calls these netG_A, netG_B, netD_B, netD_A respectively (its D_A
+judges domain B); here each discriminator is named after the domain it judges.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from .checkpoint import translator_meta
+from .image_pool import ImagePool
+from .losses import GanMode, discriminator_loss, gan_loss
+from .networks import DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator, init_weights
+from .optim import adam_with_linear_decay, count_iterations_not_optimizer_steps, step_schedulers
+
+
+class CycleGAN(pl.LightningModule):
+    """Two generators and two discriminators trained with adversarial, cycle and identity losses.
+
+    Generator objective (Eqn. 3 of the paper, plus the identity term of Sec. 5.2):
+        L_G = L_GAN(G, D_B) + L_GAN(F, D_A)
+            + lambda_a * ||F(G(a)) - a||_1 + lambda_b * ||G(F(b)) - b||_1
+            + lambda_identity * (lambda_a * ||F(a) - a||_1 + lambda_b * ||G(b) - b||_1)
+    Discriminators: L_D = 0.5 * (L(D(real), 1) + L(D(pool(fake)), 0)) each.
+
+    Args:
+        generator, discriminator: architectures (shared by both directions).
+        gan_mode: adversarial objective, see :mod:`cyclegan.losses`.
+        lambda_a, lambda_b: cycle-consistency weights for A->B->A and B->A->B.
+        lambda_identity: identity weight relative to the cycle weight; 0 disables it
+            (and needs no second generator pass). Requires input_nc == output_nc.
+        lambda_gp: gradient-penalty weight (``wgangp`` only).
+        pool_size: generated images kept for discriminator updates; 0 disables the pool.
+        lr, beta1, beta2: Adam settings for all four networks.
+        n_epochs, n_epochs_decay: epochs at constant LR, then epochs of linear decay to 0.
+        init_gain: standard deviation of the N(0, gain) weight initialisation.
+        input_nc, output_nc: channels of domains A and B (linked to the data module by the CLI).
+    """
+
+    kind = "cyclegan"
+
+    def __init__(
+        self,
+        *,
+        generator: GeneratorConfig = GeneratorConfig(),
+        discriminator: DiscriminatorConfig = DiscriminatorConfig(),
+        gan_mode: GanMode = "lsgan",
+        lambda_a: float = 10.0,
+        lambda_b: float = 10.0,
+        lambda_identity: float = 0.5,
+        lambda_gp: float = 10.0,
+        pool_size: int = 50,
+        lr: float = 2e-4,
+        beta1: float = 0.5,
+        beta2: float = 0.999,
+        n_epochs: int = 100,
+        n_epochs_decay: int = 100,
+        init_gain: float = 0.02,
+        input_nc: int = 3,
+        output_nc: int = 3,
+    ) -> None:
+        super().__init__()
+        generator, discriminator = GeneratorConfig(**generator) if isinstance(generator, dict) else generator, (
+            DiscriminatorConfig(**discriminator) if isinstance(discriminator, dict) else discriminator
+        )
+        if lambda_identity > 0 and input_nc != output_nc:
+            raise ValueError(f"the identity loss needs input_nc == output_nc (got {input_nc}, {output_nc}); set lambda_identity: 0")
+        self.save_hyperparameters()
+        # Plain dicts in the checkpoint, so it loads with torch.load(weights_only=True).
+        self.hparams.update(generator=asdict(generator), discriminator=asdict(discriminator))
+        self.automatic_optimization = False
+        self.generator_config = generator
+
+        self.G_AB = init_weights(build_generator(generator, input_nc=input_nc, output_nc=output_nc), gain=init_gain)
+        self.G_BA = init_weights(build_generator(generator, input_nc=output_nc, output_nc=input_nc), gain=init_gain)
+        self.D_A = init_weights(build_discriminator(discriminator, input_nc=input_nc), gain=init_gain)
+        self.D_B = init_weights(build_discriminator(discriminator, input_nc=output_nc), gain=init_gain)
+        # Seeded from torch's RNG so that seed_everything makes the pools reproducible.
+        self.pool_a = ImagePool(pool_size, seed=int(torch.randint(2**62, ())))  # fakes of A, for D_A
+        self.pool_b = ImagePool(pool_size, seed=int(torch.randint(2**62, ())))  # fakes of B, for D_B
+
+    def forward(self, real_a: torch.Tensor) -> torch.Tensor:
+        """A -> B translation, (N, C_a, H, W) -> (N, C_b, H, W), both in [-1, 1]."""
+        return self.G_AB(real_a)
+
+    def generator_losses(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every term of L_G, weighted, plus their sum under ``loss_g``; also the fakes for D."""
+        hp = self.hparams
+        fake_b = self.G_AB(real_a)  # G(a)
+        rec_a = self.G_BA(fake_b)  # F(G(a))
+        fake_a = self.G_BA(real_b)  # F(b)
+        rec_b = self.G_AB(fake_a)  # G(F(b))
+        out = {
+            "loss_g_adv_ab": gan_loss(self.D_B(fake_b), True, mode=hp.gan_mode),
+            "loss_g_adv_ba": gan_loss(self.D_A(fake_a), True, mode=hp.gan_mode),
+            "loss_cycle_a": F.l1_loss(rec_a, real_a) * hp.lambda_a,
+            "loss_cycle_b": F.l1_loss(rec_b, real_b) * hp.lambda_b,
+        }
+        if hp.lambda_identity > 0:
+            # A generator fed an image of its target domain should leave it unchanged.
+            out["loss_idt_a"] = F.l1_loss(self.G_BA(real_a), real_a) * hp.lambda_a * hp.lambda_identity
+            out["loss_idt_b"] = F.l1_loss(self.G_AB(real_b), real_b) * hp.lambda_b * hp.lambda_identity
+        out["loss_g"] = sum(out.values())
+        out["fake_a"], out["fake_b"] = fake_a, fake_b
+        return out
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        real_a, real_b = batch["A"], batch["B"]  # (N, C, H, W) each, in [-1, 1]
+        opt_g, opt_d = self.optimizers()
+        count_iterations_not_optimizer_steps(opt_d)
+
+        # 1. Generators, with D_A and D_B frozen (toggling drops them from autograd).
+        with self.toggled_optimizer(opt_g):
+            g = self.generator_losses(real_a, real_b)
+            opt_g.zero_grad(set_to_none=True)
+            self.manual_backward(g["loss_g"])
+            opt_g.step()
+
+        # 2. Discriminators, on real images and on fakes drawn from the history pools.
+        with self.toggled_optimizer(opt_d):
+            d_a = discriminator_loss(self.D_A, real_a, self.pool_a.query(g["fake_a"]),
+                                     mode=self.hparams.gan_mode, lambda_gp=self.hparams.lambda_gp)
+            d_b = discriminator_loss(self.D_B, real_b, self.pool_b.query(g["fake_b"]),
+                                     mode=self.hparams.gan_mode, lambda_gp=self.hparams.lambda_gp)
+            opt_d.zero_grad(set_to_none=True)
+            self.manual_backward(d_a.loss + d_b.loss)
+            opt_d.step()
+
+        logs = {f"train/{k}": v.detach() for k, v in g.items() if k.startswith("loss")}
+        logs.update({
+            "train/loss_d_a": d_a.loss.detach(), "train/loss_d_b": d_b.loss.detach(),
+            "train/d_a_real": d_a.score_real, "train/d_a_fake": d_a.score_fake,
+            "train/d_b_real": d_b.score_real, "train/d_b_fake": d_b.score_fake,
+            "train/lr_g": opt_g.param_groups[0]["lr"], "train/lr_d": opt_d.param_groups[0]["lr"],
+        })
+        self.log_dict(logs, on_step=True, on_epoch=False, batch_size=real_a.shape[0])
+        self.log_dict({"loss_g": logs["train/loss_g"], "loss_d": logs["train/loss_d_a"] + logs["train/loss_d_b"]},
+                      prog_bar=True, logger=False, batch_size=real_a.shape[0])
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        g = self.generator_losses(batch["A"], batch["B"])
+        self.log_dict({f"val/{k}": v for k, v in g.items() if k.startswith("loss")},
+                      on_epoch=True, batch_size=batch["A"].shape[0])
+
+    @torch.no_grad()
+    def sample_columns(self, real_a: torch.Tensor, real_b: torch.Tensor) -> list[torch.Tensor]:
+        """Columns of the sample grid: a | G(a) | F(G(a)) | b | F(b) | G(F(b)), each (N, C, H, W)."""
+        fake_b, fake_a = self.G_AB(real_a), self.G_BA(real_b)
+        return [real_a, fake_b, self.G_BA(fake_b), real_b, fake_a, self.G_AB(fake_a)]
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        return adam_with_linear_decay(
+            itertools.chain(self.G_AB.parameters(), self.G_BA.parameters()),
+            itertools.chain(self.D_A.parameters(), self.D_B.parameters()),
+            lr=hp.lr, betas=(hp.beta1, hp.beta2), n_epochs=hp.n_epochs, n_epochs_decay=hp.n_epochs_decay,
+        )
+
+    def on_train_epoch_end(self) -> None:
+        step_schedulers(self)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["image_pools"] = {"a": self.pool_a.state_dict(), "b": self.pool_b.state_dict()}
+        checkpoint["translator"] = translator_meta(
+            self, directions={"a2b": "G_AB", "b2a": "G_BA"}
+        )
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "image_pools" in checkpoint:
+            self.pool_a.load_state_dict(checkpoint["image_pools"]["a"])
+            self.pool_b.load_state_dict(checkpoint["image_pools"]["b"])

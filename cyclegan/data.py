@@ -1,0 +1,208 @@
+"""Two unlabeled image folders as training data for unpaired translation.
+
+Each training item pairs the next image of domain A (in the order of the sampler's
+shuffled index) with a uniformly random image of domain B, so A and B are never
+aligned; an epoch is max(|A|, |B|) items, as in the published code.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import albumentations as A
+import cv2
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import DataLoader, Dataset
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+Preprocess = Literal["resize_and_crop", "crop", "scale_width_and_crop", "none"]
+
+
+class DataError(ValueError):
+    """Bad or missing input data; the message is one line naming the file or folder."""
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Every image file under ``folder`` (recursively), sorted; raises :class:`DataError` if none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"image folder not found: {folder}")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if not files:
+        exts = "/".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
+        raise DataError(f"no images ({exts}) in {folder}")
+    return files
+
+
+def read_image(path: str | os.PathLike, *, channels: int = 3) -> np.ndarray:
+    """Decode an image as uint8 (H, W, channels), EXIF orientation applied.
+
+    Transparent images are composited onto white rather than keeping whatever colour
+    hides under alpha 0. ``channels`` is 3 (RGB) or 1 (luma).
+    """
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im)
+        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+            im = im.convert("RGBA")
+            background = Image.new("RGBA", im.size, (255, 255, 255, 255))
+            im = Image.alpha_composite(background, im)
+        array = np.asarray(im.convert("RGB" if channels == 3 else "L"))
+    return array.reshape(array.shape[0], array.shape[1], channels)
+
+
+def build_transform(
+    *, preprocess: Preprocess, load_size: int, crop_size: int, flip: bool, train: bool
+) -> A.Compose:
+    """Albumentations pipeline from uint8 (H, W, C) to a float tensor (C, H, W) in [-1, 1].
+
+    Training follows the published options. Evaluation is deterministic: the short side is
+    scaled to ``crop_size`` and the centre cropped (``none`` only pads to a multiple of 4).
+    """
+    if preprocess == "none":
+        steps = [A.PadIfNeeded(min_height=None, min_width=None, pad_height_divisor=4, pad_width_divisor=4,
+                               border_mode=cv2.BORDER_REFLECT_101)]
+    elif not train:
+        steps = [A.SmallestMaxSize(max_size=crop_size, interpolation=cv2.INTER_CUBIC),
+                 A.CenterCrop(crop_size, crop_size)]
+    else:
+        crop = A.RandomCrop(crop_size, crop_size, pad_if_needed=True, border_mode=cv2.BORDER_REFLECT_101)
+        steps = {
+            "resize_and_crop": [A.Resize(load_size, load_size, interpolation=cv2.INTER_CUBIC), crop],
+            "crop": [crop],
+            "scale_width_and_crop": [A.SmallestMaxSize(max_size_hw=(None, load_size), interpolation=cv2.INTER_CUBIC), crop],
+        }[preprocess]
+    if train and flip:
+        steps.append(A.HorizontalFlip(p=0.5))
+    steps += [A.Normalize(mean=0.5, std=0.5, max_pixel_value=255.0), A.ToTensorV2()]
+    return A.Compose(steps)
+
+
+class UnpairedDataset(Dataset):
+    """Item i: A image ``i mod |A|`` and B image drawn at random (or ``i mod |B|`` if ``paired_index``).
+
+    Returns ``{"A": (C_a, H, W), "B": (C_b, H, W), "A_path": str, "B_path": str}``.
+    """
+
+    def __init__(
+        self, files_a: list[Path], files_b: list[Path], transform: A.Compose, *,
+        channels_a: int = 3, channels_b: int = 3, paired_index: bool = False,
+    ) -> None:
+        self.files_a, self.files_b = files_a, files_b
+        self.transform = transform
+        self.channels_a, self.channels_b = channels_a, channels_b
+        self.paired_index = paired_index
+
+    def __len__(self) -> int:
+        return max(len(self.files_a), len(self.files_b))
+
+    def __getitem__(self, index: int) -> dict:
+        path_a = self.files_a[index % len(self.files_a)]
+        # torch's RNG, not Python's: DataLoader seeds it per worker and seed_everything seeds it here.
+        j = index if self.paired_index else int(torch.randint(len(self.files_b), ()))
+        path_b = self.files_b[j % len(self.files_b)]
+        a = self.transform(image=read_image(path_a, channels=self.channels_a))["image"]
+        b = self.transform(image=read_image(path_b, channels=self.channels_b))["image"]
+        return {"A": a, "B": b, "A_path": str(path_a), "B_path": str(path_b)}
+
+
+class UnpairedImageDataModule(pl.LightningDataModule):
+    """Domains A and B from folders.
+
+    Args:
+        root: dataset folder holding ``trainA``/``trainB`` (and optionally ``testA``/``testB``,
+            used for validation). Explicit folders below override it.
+        train_a, train_b, val_a, val_b: explicit folders, searched recursively.
+        preprocess: ``resize_and_crop`` (scale to ``load_size`` square, random ``crop_size`` crop),
+            ``crop`` (random crop only), ``scale_width_and_crop`` (width to ``load_size``, keep
+            aspect, random crop) or ``none`` (pad to a multiple of 4; needs ``batch_size=1``
+            when sizes differ).
+        flip: random horizontal flips during training.
+        input_nc, output_nc: channels of A and B (3 = RGB, 1 = grayscale).
+        val_images: cap on validation images per domain (``None``: all). Without
+            validation folders, the first ``val_images`` (default 8) training images are used.
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        *,
+        train_a: str | None = None,
+        train_b: str | None = None,
+        val_a: str | None = None,
+        val_b: str | None = None,
+        preprocess: Preprocess = "resize_and_crop",
+        load_size: int = 286,
+        crop_size: int = 256,
+        flip: bool = True,
+        input_nc: Literal[1, 3] = 3,
+        output_nc: Literal[1, 3] = 3,
+        batch_size: int = 1,
+        num_workers: int = 4,
+        val_images: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.root = Path(root) if root else None
+        self.preprocess, self.load_size, self.crop_size, self.flip = preprocess, load_size, crop_size, flip
+        self.input_nc, self.output_nc = input_nc, output_nc
+        self.batch_size, self.num_workers, self.val_images = batch_size, num_workers, val_images
+        self.folders = {
+            "train_a": self._folder(train_a, "trainA"), "train_b": self._folder(train_b, "trainB"),
+            "val_a": self._folder(val_a, "testA"), "val_b": self._folder(val_b, "testB"),
+        }
+        if self.folders["train_a"] is None or self.folders["train_b"] is None:
+            raise DataError("give --data.root DIR (holding trainA/ and trainB/) or both --data.train_a and --data.train_b")
+        self.train_set: UnpairedDataset | None = None
+        self.val_set: UnpairedDataset | None = None
+
+    def _folder(self, explicit: str | None, name: str) -> Path | None:
+        if explicit:
+            return Path(explicit)
+        return self.root / name if self.root else None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        train_a, train_b = list_images(self.folders["train_a"]), list_images(self.folders["train_b"])
+        val_a_dir, val_b_dir = self.folders["val_a"], self.folders["val_b"]
+        if val_a_dir is not None and val_b_dir is not None and val_a_dir.is_dir() and val_b_dir.is_dir():
+            val_a, val_b = list_images(val_a_dir), list_images(val_b_dir)
+        else:  # no held-out folders: watch a fixed handful of training images instead
+            val_a, val_b = train_a[: self.val_images or 8], train_b[: self.val_images or 8]
+        if self.val_images is not None:
+            val_a, val_b = val_a[: self.val_images], val_b[: self.val_images]
+        transform = dict(preprocess=self.preprocess, load_size=self.load_size, crop_size=self.crop_size, flip=self.flip)
+        channels = dict(channels_a=self.input_nc, channels_b=self.output_nc)
+        self.train_set = UnpairedDataset(train_a, train_b, build_transform(**transform, train=True), **channels)
+        self.val_set = UnpairedDataset(
+            val_a, val_b, build_transform(**transform, train=False), **channels, paired_index=True
+        )
+
+    def _loader(self, dataset: Dataset, *, shuffle: bool, batch_size: int) -> DataLoader:
+        workers = min(self.num_workers, os.cpu_count() or 1)
+        return DataLoader(
+            dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
+            persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(), drop_last=shuffle,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True, batch_size=self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        batch_size = self.batch_size if self.preprocess != "none" else 1
+        return self._loader(self.val_set, shuffle=False, batch_size=batch_size)
+
+    def sample_batch(self, n: int) -> dict[str, torch.Tensor]:
+        """The first ``n`` validation images of each domain, stacked: a fixed set for sample grids."""
+        items = [self.val_set[i] for i in range(min(n, len(self.val_set)))]
+        return {k: torch.stack([it[k] for it in items]) for k in ("A", "B")}
+
+
+def to_unit_range(images: torch.Tensor) -> torch.Tensor:
+    """Network tensors in [-1, 1] -> [0, 1] for display, clamped."""
+    return ((images + 1) / 2).clamp(0, 1)

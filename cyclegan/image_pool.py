@@ -1,0 +1,60 @@
+"""History of generated images (Shrivastava et al. 2017), as used by CycleGAN.
+
+Updating the discriminators with fakes from the last ``size`` generator outputs instead
+of only the newest ones reduces oscillation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+class ImagePool:
+    """Stores up to ``size`` generated images and mixes them into what D sees.
+
+    :meth:`query` takes a batch (N, C, H, W) and returns a batch of the same shape. For
+    each image: while the pool holds fewer than ``size`` images, it is stored and returned
+    as is. Once full, with probability 1/2 it is returned as is; otherwise a uniformly
+    chosen stored image is returned and replaced by it. ``size=0`` disables the pool.
+
+    The pool has its own random generator so that its draws are reproducible and its
+    state (images and generator) round-trips through :meth:`state_dict`.
+    """
+
+    def __init__(self, size: int = 50, *, seed: int = 0) -> None:
+        if size < 0:
+            raise ValueError(f"pool size must be >= 0, got {size}")
+        self.size = size
+        self.images: list[torch.Tensor] = []  # each (C, H, W), detached
+        self._rng = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @torch.no_grad()
+    def query(self, images: torch.Tensor) -> torch.Tensor:
+        if self.size == 0:
+            return images
+        out = []
+        for image in images.detach():
+            if len(self.images) < self.size:
+                self.images.append(image.clone())
+                out.append(image)
+            elif torch.rand((), generator=self._rng).item() > 0.5:
+                i = int(torch.randint(self.size, (), generator=self._rng))
+                out.append(self.images[i].to(images.device))
+                self.images[i] = image.clone()
+            else:
+                out.append(image)
+        return torch.stack(out)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"size": self.size, "images": [im.cpu() for im in self.images], "rng": self._rng.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any], *, device: torch.device | str | None = None) -> None:
+        if state["size"] != self.size:
+            raise ValueError(f"pool size mismatch: checkpoint has {state['size']}, this model {self.size}")
+        self.images = [im.to(device) for im in state["images"]]
+        self._rng.set_state(state["rng"])

@@ -1,0 +1,273 @@
+"""Generators and discriminators of CycleGAN (Zhu et al. 2017) and pix2pix (Isola et al. 2017).
+
+Plain ``nn.Module``s: no device handling, no training logic. Build them with
+:func:`build_generator` / :func:`build_discriminator` from a config dataclass, which is
+also what checkpoints store, so a checkpoint alone can rebuild its networks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+Norm = Literal["instance", "batch", "none"]
+Upsample = Literal["transpose", "resize_conv"]
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Architecture of a generator.
+
+    ``resnet`` with ``n_blocks=9`` is the published CycleGAN generator for 256 px
+    (``n_blocks=6`` for 128 px). ``unet`` with ``n_downs=8`` is pix2pix's ``unet_256``
+    (``n_downs=7``: ``unet_128``); the input side must be divisible by ``2**n_downs``.
+    ``upsample="resize_conv"`` replaces transposed convolutions by nearest-neighbour
+    upsampling + 3x3 convolution, which avoids checkerboard artifacts (Odena et al. 2016).
+    """
+
+    arch: Literal["resnet", "unet"] = "resnet"
+    ngf: int = 64
+    n_blocks: int = 9
+    n_downs: int = 8
+    norm: Norm = "instance"
+    dropout: bool = False
+    upsample: Upsample = "transpose"
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    """Architecture of a discriminator.
+
+    ``patch`` is the 70x70 PatchGAN for ``n_layers=3``; ``pixel`` is the 1x1 PixelGAN.
+    """
+
+    arch: Literal["patch", "pixel"] = "patch"
+    ndf: int = 64
+    n_layers: int = 3
+    norm: Norm = "instance"
+
+
+def _norm(norm: Norm, channels: int) -> nn.Module:
+    # Instance norm without affine parameters and running statistics, as published.
+    if norm == "instance":
+        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+    if norm == "batch":
+        return nn.BatchNorm2d(channels, affine=True, track_running_stats=True)
+    return nn.Identity()
+
+
+def _conv_bias(norm: Norm) -> bool:
+    # A bias before batch norm is cancelled by its mean subtraction; instance norm here
+    # has no affine shift, so the convolution keeps its bias.
+    return norm != "batch"
+
+
+def _upsample(in_ch: int, out_ch: int, *, kind: Upsample, kernel: int, bias: bool) -> nn.Module:
+    """Double the spatial size: ``kernel`` is the transposed convolution's kernel (3 or 4)."""
+    if kind == "transpose":
+        if kernel == 3:
+            return nn.ConvTranspose2d(in_ch, out_ch, 3, stride=2, padding=1, output_padding=1, bias=bias)
+        return nn.ConvTranspose2d(in_ch, out_ch, 4, stride=2, padding=1, bias=bias)
+    return nn.Sequential(
+        nn.Upsample(scale_factor=2, mode="nearest"),
+        nn.ReflectionPad2d(1),
+        nn.Conv2d(in_ch, out_ch, 3, bias=bias),
+    )
+
+
+class ResnetBlock(nn.Module):
+    """x + conv-norm-relu-conv-norm(x), reflection padded."""
+
+    def __init__(self, channels: int, *, norm: Norm, dropout: bool) -> None:
+        super().__init__()
+        bias = _conv_bias(norm)
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3, bias=bias),
+            _norm(norm, channels),
+            nn.ReLU(True),
+        ]
+        if dropout:
+            layers.append(nn.Dropout(0.5))
+        layers += [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=bias), _norm(norm, channels)]
+        self.block = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x)
+
+
+class ResnetGenerator(nn.Module):
+    """Johnson et al. (2016) style generator: c7s1-ngf, d2ngf, d4ngf, R4ngf x n_blocks, u2ngf, ungf, c7s1-out.
+
+    Input and output are (N, C, H, W) in [-1, 1]; H and W must be multiples of 4.
+    """
+
+    stride = 4  # total downsampling: inputs must be divisible by this
+
+    def __init__(
+        self, input_nc: int, output_nc: int, *, ngf: int = 64, n_blocks: int = 9,
+        norm: Norm = "instance", dropout: bool = False, upsample: Upsample = "transpose",
+    ) -> None:
+        super().__init__()
+        if n_blocks < 0:
+            raise ValueError(f"n_blocks must be >= 0, got {n_blocks}")
+        bias = _conv_bias(norm)
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(input_nc, ngf, 7, bias=bias),
+            _norm(norm, ngf),
+            nn.ReLU(True),
+        ]
+        for mult in (1, 2):  # downsample twice: ngf -> 2ngf -> 4ngf
+            layers += [
+                nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1, bias=bias),
+                _norm(norm, ngf * mult * 2),
+                nn.ReLU(True),
+            ]
+        layers += [ResnetBlock(ngf * 4, norm=norm, dropout=dropout) for _ in range(n_blocks)]
+        for mult in (4, 2):  # upsample twice: 4ngf -> 2ngf -> ngf
+            layers += [
+                _upsample(ngf * mult, ngf * mult // 2, kind=upsample, kernel=3, bias=bias),
+                _norm(norm, ngf * mult // 2),
+                nn.ReLU(True),
+            ]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class UnetBlock(nn.Module):
+    """One level of the U-Net: down, the inner levels, up, and a skip connection around them.
+
+    Shapes for an input (N, outer, H, W): inner levels see (N, inner, H/2, W/2); the
+    block returns (N, 2*outer, H, W) (skip concatenated) or, outermost, (N, out, H, W).
+    """
+
+    def __init__(
+        self, outer_nc: int, inner_nc: int, *, input_nc: int | None = None, submodule: nn.Module | None = None,
+        outermost: bool = False, norm: Norm = "instance", dropout: bool = False, upsample: Upsample = "transpose",
+    ) -> None:
+        super().__init__()
+        self.outermost = outermost
+        bias = _conv_bias(norm)
+        input_nc = outer_nc if input_nc is None else input_nc
+        down_conv = nn.Conv2d(input_nc, inner_nc, 4, stride=2, padding=1, bias=bias)
+        up_in = inner_nc if submodule is None else inner_nc * 2  # innermost has no skip below it
+        if outermost:
+            down = [down_conv]
+            up = [nn.ReLU(True), _upsample(up_in, outer_nc, kind=upsample, kernel=4, bias=True), nn.Tanh()]
+        elif submodule is None:  # innermost: no norm on the 1x1 bottleneck
+            down = [nn.LeakyReLU(0.2, True), down_conv]
+            up = [nn.ReLU(True), _upsample(up_in, outer_nc, kind=upsample, kernel=4, bias=bias), _norm(norm, outer_nc)]
+        else:
+            down = [nn.LeakyReLU(0.2, True), down_conv, _norm(norm, inner_nc)]
+            up = [nn.ReLU(True), _upsample(up_in, outer_nc, kind=upsample, kernel=4, bias=bias), _norm(norm, outer_nc)]
+            if dropout:
+                up.append(nn.Dropout(0.5))
+        middle = [] if submodule is None else [submodule]
+        self.model = nn.Sequential(*down, *middle, *up)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.outermost:
+            return self.model(x)
+        return torch.cat([x, self.model(x)], 1)
+
+
+class UnetGenerator(nn.Module):
+    """pix2pix U-Net with ``n_downs`` downsamplings (8: ``unet_256``, 7: ``unet_128``)."""
+
+    def __init__(
+        self, input_nc: int, output_nc: int, *, n_downs: int = 8, ngf: int = 64,
+        norm: Norm = "instance", dropout: bool = False, upsample: Upsample = "transpose",
+    ) -> None:
+        super().__init__()
+        if n_downs < 5:
+            raise ValueError(f"a U-Net needs n_downs >= 5, got {n_downs}")
+        self.stride = 2**n_downs
+        kw = dict(norm=norm, upsample=upsample)
+        block = UnetBlock(ngf * 8, ngf * 8, **kw)
+        for _ in range(n_downs - 5):
+            block = UnetBlock(ngf * 8, ngf * 8, submodule=block, dropout=dropout, **kw)
+        for mult in (4, 2, 1):
+            block = UnetBlock(ngf * mult, ngf * mult * 2, submodule=block, **kw)
+        self.model = UnetBlock(output_nc, ngf, input_nc=input_nc, submodule=block, outermost=True, **kw)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN: classifies overlapping patches (70x70 for ``n_layers=3``) as real or fake.
+
+    (N, C, H, W) -> (N, 1, H', W') of unnormalised scores, one per patch.
+    """
+
+    def __init__(self, input_nc: int, *, ndf: int = 64, n_layers: int = 3, norm: Norm = "instance") -> None:
+        super().__init__()
+        bias = _conv_bias(norm)
+        layers: list[nn.Module] = [nn.Conv2d(input_nc, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
+        mult = 1
+        for n in range(1, n_layers + 1):
+            prev, mult = mult, min(2**n, 8)
+            stride = 2 if n < n_layers else 1  # the last block keeps the resolution
+            layers += [
+                nn.Conv2d(ndf * prev, ndf * mult, 4, stride=stride, padding=1, bias=bias),
+                _norm(norm, ndf * mult),
+                nn.LeakyReLU(0.2, True),
+            ]
+        layers.append(nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class PixelDiscriminator(nn.Module):
+    """1x1 PixelGAN: judges each pixel's colour alone. (N, C, H, W) -> (N, 1, H, W)."""
+
+    def __init__(self, input_nc: int, *, ndf: int = 64, norm: Norm = "instance") -> None:
+        super().__init__()
+        bias = _conv_bias(norm)
+        self.model = nn.Sequential(
+            nn.Conv2d(input_nc, ndf, 1),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf, ndf * 2, 1, bias=bias),
+            _norm(norm, ndf * 2),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf * 2, 1, 1, bias=bias),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+def init_weights(net: nn.Module, *, gain: float = 0.02) -> nn.Module:
+    """Published initialisation: conv weights ~ N(0, gain), biases 0, batch-norm scales ~ N(1, gain)."""
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, gain)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, gain)
+            nn.init.zeros_(m.bias)
+    return net
+
+
+def build_generator(config: GeneratorConfig, *, input_nc: int, output_nc: int) -> nn.Module:
+    """The generator ``config`` describes, freshly initialised by the caller (see :func:`init_weights`)."""
+    common = dict(ngf=config.ngf, norm=config.norm, dropout=config.dropout, upsample=config.upsample)
+    if config.arch == "resnet":
+        return ResnetGenerator(input_nc, output_nc, n_blocks=config.n_blocks, **common)
+    return UnetGenerator(input_nc, output_nc, n_downs=config.n_downs, **common)
+
+
+def build_discriminator(config: DiscriminatorConfig, *, input_nc: int) -> nn.Module:
+    if config.arch == "patch":
+        return PatchDiscriminator(input_nc, ndf=config.ndf, n_layers=config.n_layers, norm=config.norm)
+    return PixelDiscriminator(input_nc, ndf=config.ndf, norm=config.norm)

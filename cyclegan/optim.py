@@ -1,0 +1,53 @@
+"""Optimizers and the learning-rate schedule shared by both translators."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pytorch_lightning as pl
+from pytorch_lightning.core.optimizer import LightningOptimizer
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+
+
+def linear_decay(*, n_epochs: int, n_epochs_decay: int):
+    """LR factor for 0-based epoch k: 1 for k < n_epochs, then 1 - (k + 1 - n_epochs) / (n_epochs_decay + 1).
+
+    The published rule (with ``epoch_count=1``): the last epoch trains at
+    1 / (n_epochs_decay + 1) of the base rate, and the rate reaches 0 as it ends.
+    """
+
+    def factor(epoch: int) -> float:
+        return 1.0 - max(0, epoch + 1 - n_epochs) / float(n_epochs_decay + 1)
+
+    return factor
+
+
+def adam_with_linear_decay(
+    generator_params: Iterable[torch.nn.Parameter], discriminator_params: Iterable[torch.nn.Parameter], *,
+    lr: float, betas: tuple[float, float], n_epochs: int, n_epochs_decay: int,
+) -> tuple[list[torch.optim.Optimizer], list[LambdaLR]]:
+    """One Adam for all generators and one for all discriminators, each with the linear-decay schedule."""
+    opt_g = torch.optim.Adam(generator_params, lr=lr, betas=betas)
+    opt_d = torch.optim.Adam(discriminator_params, lr=lr, betas=betas)
+    factor = linear_decay(n_epochs=n_epochs, n_epochs_decay=n_epochs_decay)
+    return [opt_g, opt_d], [LambdaLR(opt_g, factor), LambdaLR(opt_d, factor)]
+
+
+def step_schedulers(module: pl.LightningModule) -> None:
+    """Manual optimization leaves LR schedulers to us: step them once per epoch."""
+    schedulers = module.lr_schedulers()
+    for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
+        scheduler.step()
+
+
+def count_iterations_not_optimizer_steps(opt_d: LightningOptimizer) -> None:
+    """Make ``trainer.global_step`` count training iterations (one G and one D update).
+
+    With manual optimization Lightning counts every ``optimizer.step()``, so two optimizers
+    would double ``global_step`` and halve ``max_steps`` (Lightning issue #17958). The
+    discriminator optimizer's step hooks only do that bookkeeping (and profiling), so they
+    are silenced; the generator step still counts. Lightning re-installs the hooks before
+    every batch, so call this at the start of each training step.
+    """
+    opt_d._on_before_step = opt_d._on_after_step = lambda: None
