@@ -1,4 +1,4 @@
-"""Training callbacks: sample grids of fixed validation images."""
+"""Training callbacks: sample grids of fixed validation images, and a resumable last checkpoint."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 from torchvision.utils import make_grid, save_image
 
 from .data import to_unit_range
@@ -74,3 +75,24 @@ class SampleGrid(pl.Callback):
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_image("samples", [grid], step=trainer.global_step, caption=[f"step {trainer.global_step}"])
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """Keeps ``last.ckpt`` current: every ``every_n_train_steps`` steps and after the final step.
+
+    It is written at the end of a training batch, not when training ends: by then
+    Lightning has already counted the epoch as finished, and a run resumed from such a
+    checkpoint would skip an epoch (and its learning rate) when it continues.
+    """
+
+    def __init__(self, dirpath: str | None = None, every_n_train_steps: int = 1000) -> None:
+        super().__init__(dirpath=dirpath, save_last=True, save_top_k=0, every_n_train_steps=every_n_train_steps)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args, **kwargs) -> None:
+        super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
+        final_step = 0 < trainer.max_steps <= trainer.global_step
+        final_epoch = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs > 0
+        final_batch = final_step or (final_epoch and trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
+        if final_batch and self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            self._last_global_step_saved = trainer.global_step

@@ -15,7 +15,7 @@ from jsonargparse import lazy_instance
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from .callbacks import SampleGrid, run_dir
+from .callbacks import LastCheckpoint, SampleGrid, run_dir
 from .checkpoint import CheckpointError
 from .data import DataError, UnpairedImageDataModule
 from .tracking import WandbLogger, announce
@@ -55,9 +55,9 @@ class _RunSummary(pl.Callback):
                      f"but training stops after max_epochs = {trainer.max_epochs}")
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        callback = trainer.checkpoint_callback
-        if callback is not None and callback.last_model_path:
-            announce(f"last checkpoint: {callback.last_model_path}")
+        for callback in trainer.checkpoint_callbacks:
+            if callback.last_model_path:
+                announce(f"last checkpoint: {callback.last_model_path}")
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 announce(logger.describe())
@@ -70,12 +70,12 @@ class CycleGANCLI(LightningCLI):
         parser.link_arguments("data.output_nc", "model.init_args.output_nc")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({
-            "checkpoint.save_last": True,
             "checkpoint.save_top_k": -1,  # keep every periodic checkpoint
             "checkpoint.every_n_epochs": 5,
             "checkpoint.filename": "epoch{epoch:03d}-step{step:07d}",
             "checkpoint.auto_insert_metric_name": False,
         })
+        parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
         parser.add_lightning_class_args(SampleGrid, "samples")
 
     def before_instantiate_classes(self) -> None:
@@ -88,29 +88,40 @@ class CycleGANCLI(LightningCLI):
                 logger.init_args.save_dir = config.trainer.default_root_dir or "runs"
 
     def before_fit(self) -> None:
+        # List the image folders now, so that a bad one fails before any W&B run is created.
+        self.datamodule.setup("fit")
         self.trainer.callbacks.append(_RunSummary())
         kind = getattr(self.model, "kind", None)
         for logger in self.trainer.loggers:
             if isinstance(logger, WandbLogger) and kind and self.trainer.is_global_zero:
                 logger.experiment.tags = tuple(dict.fromkeys([*logger.experiment.tags, kind]))
 
+    def after_fit(self) -> None:
+        # Close the W&B run so its files are complete when the command returns
+        # (and a second fit in the same process starts a run of its own).
+        for logger in self.trainer.loggers:
+            if isinstance(logger, WandbLogger) and self.trainer.is_global_zero:
+                logger.experiment.finish()
+
+
+def build_cli(args: list[str] | None = None, *, run: bool = True) -> CycleGANCLI:
+    """The CLI object (``args=None`` reads ``sys.argv``); after ``fit`` it holds ``.model`` and ``.trainer``."""
+    return CycleGANCLI(
+        datamodule_class=UnpairedImageDataModule,
+        subclass_mode_model=True,
+        save_config_callback=_SaveConfigToLogger,
+        save_config_kwargs={"overwrite": True},
+        trainer_defaults={"default_root_dir": "runs", "logger": lazy_instance(WandbLogger, save_dir=None)},
+        auto_configure_optimizers=False,
+        args=args,
+        run=run,
+    )
+
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``cyclegan`` console script."""
-    argv = sys.argv[1:] if argv is None else argv
     try:
-        CycleGANCLI(
-            datamodule_class=UnpairedImageDataModule,
-            subclass_mode_model=True,
-            save_config_callback=_SaveConfigToLogger,
-            save_config_kwargs={"overwrite": True},
-            trainer_defaults={
-                "default_root_dir": "runs",
-                "logger": lazy_instance(WandbLogger, save_dir=None),
-            },
-            auto_configure_optimizers=False,
-            args=argv,
-        )
+        build_cli(argv)
     except (DataError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

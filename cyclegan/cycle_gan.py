@@ -21,7 +21,7 @@ from .checkpoint import translator_meta
 from .image_pool import ImagePool
 from .losses import GanMode, discriminator_loss, gan_loss
 from .networks import DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator, init_weights
-from .optim import adam_with_linear_decay, count_iterations_not_optimizer_steps, step_schedulers
+from .optim import adam_with_linear_decay, count_iterations_not_optimizer_steps, set_epoch
 
 
 class CycleGAN(pl.LightningModule):
@@ -166,8 +166,8 @@ class CycleGAN(pl.LightningModule):
             lr=hp.lr, betas=(hp.beta1, hp.beta2), n_epochs=hp.n_epochs, n_epochs_decay=hp.n_epochs_decay,
         )
 
-    def on_train_epoch_end(self) -> None:
-        step_schedulers(self)
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        set_epoch(self)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["image_pools"] = {"a": self.pool_a.state_dict(), "b": self.pool_b.state_dict()}

@@ -34,11 +34,19 @@ def adam_with_linear_decay(
     return [opt_g, opt_d], [LambdaLR(opt_g, factor), LambdaLR(opt_d, factor)]
 
 
-def step_schedulers(module: pl.LightningModule) -> None:
-    """Manual optimization leaves LR schedulers to us: step them once per epoch."""
+def set_epoch(module: pl.LightningModule) -> None:
+    """Put every LR scheduler at the trainer's current epoch (a no-op when already there).
+
+    Called before every training batch rather than stepping at epoch ends: Lightning runs
+    epoch-end hooks when ``max_steps`` stops it mid-epoch and skips the epoch-start hook
+    when it resumes one, so counting hook calls drifts across a stop and resume, while
+    ``current_epoch`` is restored from the checkpoint.
+    """
     schedulers = module.lr_schedulers()
     for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
-        scheduler.step()
+        if scheduler.last_epoch != module.current_epoch:
+            scheduler.last_epoch = module.current_epoch - 1
+            scheduler.step()  # last_epoch = current_epoch; lr = base_lr * factor(current_epoch)
 
 
 def count_iterations_not_optimizer_steps(opt_d: LightningOptimizer) -> None:

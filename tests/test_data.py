@@ -1,0 +1,101 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cyclegan.data import DataError, UnpairedDataset, UnpairedImageDataModule, build_transform, list_images, read_image
+from conftest import write_images
+
+
+def test_listing_is_recursive_sorted_and_filters_by_extension(tmp_path):
+    write_images(tmp_path / "a" / "deep" / "er", 2, prefix="x")
+    write_images(tmp_path / "a", 1, prefix="y", ext="JPG")
+    write_images(tmp_path / "a", 1, prefix="z", ext="webp")
+    (tmp_path / "a" / "notes.txt").write_text("not an image")
+    (tmp_path / "a" / ".DS_Store").write_bytes(b"\0\0")
+    files = list_images(tmp_path / "a")
+    assert [p.relative_to(tmp_path / "a").as_posix() for p in files] == [
+        "deep/er/x000.png", "deep/er/x001.png", "y000.JPG", "z000.webp",
+    ]
+
+
+def test_empty_or_missing_folder_is_a_one_line_error_naming_it(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.txt").write_text("hi")
+    with pytest.raises(DataError, match=r"no images .* in .*empty$"):
+        list_images(tmp_path / "empty")
+    with pytest.raises(DataError, match=r"image folder not found: .*missing$"):
+        list_images(tmp_path / "missing")
+    dm = UnpairedImageDataModule(str(tmp_path), num_workers=0)
+    with pytest.raises(DataError, match="trainA") as e:
+        dm.setup("fit")
+    assert "\n" not in str(e.value)
+
+
+def test_grayscale_rgba_and_exif_rotation(tmp_path):
+    gray = tmp_path / "g.png"
+    Image.fromarray(np.full((8, 6), 100, np.uint8), "L").save(gray)
+    assert read_image(gray, channels=3).shape == (8, 6, 3)
+    assert read_image(gray, channels=1).shape == (8, 6, 1)
+
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 0] = 255  # red under...
+    rgba[:2, :, 3] = 255  # ...opaque top half, transparent bottom half
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "t.png")
+    out = read_image(tmp_path / "t.png")
+    assert out[0, 0].tolist() == [255, 0, 0] and out[3, 3].tolist() == [255, 255, 255]
+
+    # A 20 wide x 10 high photo whose EXIF says "rotate 90 CW to display" (orientation 6).
+    pixels = np.zeros((10, 20, 3), np.uint8)
+    pixels[0, 0] = 255  # top-left marker
+    im = Image.fromarray(pixels)
+    exif = im.getexif()
+    exif[0x0112] = 6
+    im.save(tmp_path / "r.jpg", exif=exif, quality=100)
+    shown = read_image(tmp_path / "r.jpg")
+    assert shown.shape == (20, 10, 3)
+    assert shown[0, -1].mean() > 200  # marker now top-right
+    assert shown[-1, 0].mean() < 50
+
+
+def test_unpaired_sampling_walks_a_and_draws_b_at_random(tmp_path):
+    a = write_images(tmp_path / "A", 3, seed=1)
+    b = write_images(tmp_path / "B", 7, seed=2)
+    t = build_transform(preprocess="crop", load_size=32, crop_size=32, flip=False, train=True)
+    ds = UnpairedDataset(a, b, t)
+    assert len(ds) == 7  # max(|A|, |B|)
+    torch.manual_seed(0)
+    items = [ds[i] for i in range(7)]
+    assert [Path(it["A_path"]).name for it in items] == [p.name for p in a] * 2 + [a[0].name]
+    drawn = [Path(ds[i % 7]["B_path"]).name for i in range(70)]
+    assert len(set(drawn)) == 7  # every B image shows up...
+    assert drawn[:7] != [p.name for p in b]  # ...but not aligned with the index
+    assert items[0]["A"].shape == (3, 32, 32) and -1 <= items[0]["A"].min() and items[0]["A"].max() <= 1
+
+
+def test_datamodule_channels_root_layout_and_fixed_validation(tiny_root, tmp_path):
+    dm = UnpairedImageDataModule(str(tiny_root), input_nc=1, output_nc=3, load_size=36, crop_size=32, num_workers=0)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["A"].shape == (1, 1, 32, 32) and batch["B"].shape == (1, 3, 32, 32)
+    assert len(dm.val_set) == 2 and "testA" in dm.val_set[0]["A_path"]
+    torch.testing.assert_close(dm.sample_batch(2)["A"], dm.sample_batch(2)["A"])  # deterministic
+
+    # Without testA/testB, validation falls back to the first training images.
+    write_images(tmp_path / "only" / "trainA", 3)
+    write_images(tmp_path / "only" / "trainB", 3)
+    dm = UnpairedImageDataModule(str(tmp_path / "only"), crop_size=32, load_size=36, num_workers=0)
+    dm.setup("fit")
+    assert len(dm.val_set) == 3 and "trainA" in dm.val_set[0]["A_path"]
+
+
+def test_preprocess_modes_produce_crop_size():
+    image = np.random.default_rng(0).integers(0, 255, (30, 50, 3), dtype=np.uint8)
+    for mode in ("resize_and_crop", "crop", "scale_width_and_crop"):
+        for train in (True, False):
+            out = build_transform(preprocess=mode, load_size=40, crop_size=32, flip=True, train=train)(image=image)["image"]
+            assert out.shape == (3, 32, 32), mode
+    out = build_transform(preprocess="none", load_size=40, crop_size=32, flip=False, train=True)(image=image)["image"]
+    assert out.shape == (3, 32, 52)  # padded to multiples of 4

@@ -1,0 +1,100 @@
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from cyclegan import CycleGAN, DiscriminatorConfig, GeneratorConfig, Method1, UnpairedImageDataModule
+from cyclegan.optim import linear_decay
+
+TINY = dict(generator=GeneratorConfig(ngf=4, n_blocks=1), discriminator=DiscriminatorConfig(ndf=4, n_layers=2))
+
+
+class _Snapshots(pl.Callback):
+    """Parameters before each optimizer step and after the batch."""
+
+    def __init__(self):
+        self.snaps = []
+
+    def _snap(self, module):
+        self.snaps.append({k: v.detach().clone() for k, v in module.named_parameters()})
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        self._snap(pl_module)
+
+    def on_train_batch_end(self, trainer, pl_module, *args):
+        self._snap(pl_module)
+
+
+def _changed(before, after, prefix):
+    keys = [k for k in before if k.startswith(prefix)]
+    assert keys
+    return [k for k in keys if not torch.equal(before[k], after[k])]
+
+
+@pytest.mark.parametrize("model_cls, gens, discs", [
+    (CycleGAN, ("G_AB", "G_BA"), ("D_A", "D_B")),
+    (Method1, ("G_AB",), ("D_B",)),
+])
+def test_generator_step_leaves_discriminators_bitwise_unchanged_and_vice_versa(tiny_root, model_cls, gens, discs):
+    pl.seed_everything(0)
+    model = model_cls(**TINY)
+    snaps = _Snapshots()
+    trainer = pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, callbacks=[snaps])
+    trainer.fit(model, UnpairedImageDataModule(str(tiny_root), load_size=36, crop_size=32, num_workers=0))
+    before_g, before_d, after = snaps.snaps
+    for d in discs:  # generator step
+        assert _changed(before_g, before_d, d) == [], d
+    for g in gens:
+        assert _changed(before_g, before_d, g), g
+    for g in gens:  # discriminator step
+        assert _changed(before_d, after, g) == [], g
+    for d in discs:
+        assert _changed(before_d, after, d), d
+    assert trainer.global_step == 1  # one iteration, though two optimizers stepped
+
+
+def test_cycle_and_identity_losses_are_zero_for_identity_generators():
+    model = CycleGAN(**TINY)
+    model.G_AB, model.G_BA = nn.Identity(), nn.Identity()
+    a, b = torch.rand(2, 3, 16, 16) * 2 - 1, torch.rand(2, 3, 16, 16) * 2 - 1
+    out = model.generator_losses(a, b)
+    for k in ("loss_cycle_a", "loss_cycle_b", "loss_idt_a", "loss_idt_b"):
+        assert out[k].item() == 0.0, k
+    # What is left is the adversarial part, here against the untrained D on the unchanged images.
+    expected = ((model.D_B(a) - 1) ** 2).mean() + ((model.D_A(b) - 1) ** 2).mean()
+    assert out["loss_g"].item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_cycle_and_identity_terms_are_weighted_l1():
+    model = CycleGAN(**TINY, lambda_a=10.0, lambda_b=4.0, lambda_identity=0.5)
+    shift = 0.25
+    model.G_AB = model.G_BA = _Shift(shift)
+    a, b = torch.zeros(1, 3, 32, 32), torch.zeros(1, 3, 32, 32)
+    out = model.generator_losses(a, b)
+    assert out["loss_cycle_a"].item() == pytest.approx(10.0 * 2 * shift)  # F(G(a)) = a + 2 shift
+    assert out["loss_cycle_b"].item() == pytest.approx(4.0 * 2 * shift)
+    assert out["loss_idt_a"].item() == pytest.approx(10.0 * 0.5 * shift)
+    assert out["loss_idt_b"].item() == pytest.approx(4.0 * 0.5 * shift)
+    assert "loss_idt_a" not in CycleGAN(**TINY, lambda_identity=0).generator_losses(a, b)
+
+
+class _Shift(nn.Module):
+    def __init__(self, s):
+        super().__init__()
+        self.s = s
+
+    def forward(self, x):
+        return x + self.s
+
+
+def test_linear_decay_matches_published_rule():
+    f = linear_decay(n_epochs=3, n_epochs_decay=3)
+    # constant for 3 epochs, then 3/4, 2/4, 1/4, reaching 0 as the last epoch ends
+    assert [f(k) for k in range(7)] == [1, 1, 1, 0.75, 0.5, 0.25, 0.0]
+
+
+def test_identity_loss_needs_matching_channels():
+    with pytest.raises(ValueError, match="lambda_identity"):
+        CycleGAN(**TINY, input_nc=1, output_nc=3)
+    CycleGAN(**TINY, input_nc=1, output_nc=3, lambda_identity=0)
