@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
@@ -118,8 +119,17 @@ def build_cli(args: list[str] | None = None, *, run: bool = True) -> CycleGANCLI
     )
 
 
+# Commands beside Lightning's fit/validate/...: name -> (module, function taking the
+# remaining arguments and returning an exit code). Imported only when used.
+TOOLS: dict[str, tuple[str, str]] = {}
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``cyclegan`` console script."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in TOOLS:
+        module, function = TOOLS[argv[0]]
+        raise SystemExit(getattr(importlib.import_module(module), function)(argv[1:]))
     try:
         build_cli(argv)
     except (DataError, CheckpointError) as e:
