@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(BIN)/cyclegan fit --config configs/cyclegan.yaml --config configs/tiny.yaml \
 		--data.root datasets/emoji --trainer.default_root_dir $(DEMO) \
-		--last_checkpoint.dirpath $(DEMO)/checkpoints --trainer.max_epochs 6 --seed_everything 0
+		--last_checkpoint.dirpath $(DEMO)/checkpoints --seed_everything 0
 	@echo "sample grids (real | translated | reconstructed): $$(ls -d $(DEMO)/cyclegan/*/samples | tail -n 1)"
 
 test: $(VENV)/.installed

@@ -14,11 +14,13 @@ def linear_decay(*, n_epochs: int, n_epochs_decay: int):
     """LR factor for 0-based epoch k: 1 for k < n_epochs, then 1 - (k + 1 - n_epochs) / (n_epochs_decay + 1).
 
     The published rule (with ``epoch_count=1``): the last epoch trains at
-    1 / (n_epochs_decay + 1) of the base rate, and the rate reaches 0 as it ends.
+    1 / (n_epochs_decay + 1) of the base rate, and the rate reaches 0 as it ends. Epochs
+    beyond n_epochs + n_epochs_decay stay at 0 (the published code never runs them;
+    a negative rate would climb the loss).
     """
 
     def factor(epoch: int) -> float:
-        return 1.0 - max(0, epoch + 1 - n_epochs) / float(n_epochs_decay + 1)
+        return max(0.0, 1.0 - max(0, epoch + 1 - n_epochs) / float(n_epochs_decay + 1))
 
     return factor
 

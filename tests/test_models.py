@@ -91,7 +91,7 @@ class _Shift(nn.Module):
 def test_linear_decay_matches_published_rule():
     f = linear_decay(n_epochs=3, n_epochs_decay=3)
     # constant for 3 epochs, then 3/4, 2/4, 1/4, reaching 0 as the last epoch ends
-    assert [f(k) for k in range(7)] == [1, 1, 1, 0.75, 0.5, 0.25, 0.0]
+    assert [f(k) for k in range(9)] == [1, 1, 1, 0.75, 0.5, 0.25, 0.0, 0.0, 0.0]
 
 
 def test_identity_loss_needs_matching_channels():
