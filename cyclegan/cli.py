@@ -47,6 +47,8 @@ class _RunSummary(pl.Callback):
         return lines
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
         for line in self._lines(trainer):
             announce(line)
         n_epochs = getattr(pl_module.hparams, "n_epochs", None)
@@ -56,6 +58,8 @@ class _RunSummary(pl.Callback):
                      f"but training stops after max_epochs = {trainer.max_epochs}")
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
         for callback in trainer.checkpoint_callbacks:
             if callback.last_model_path:
                 announce(f"last checkpoint: {callback.last_model_path}")
@@ -80,9 +84,13 @@ class CycleGANCLI(LightningCLI):
         parser.add_lightning_class_args(SampleGrid, "samples")
 
     def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        # Each training step runs two backward passes over disjoint parameter sets (the
+        # generators, then the discriminators), so DDP must look for unused parameters.
+        if config.trainer.strategy == "ddp":
+            config.trainer.strategy = "ddp_find_unused_parameters_true"
         # The W&B folder (and so the checkpoints) follow --trainer.default_root_dir
         # unless --trainer.logger.save_dir says otherwise.
-        config = self.config[self.subcommand] if self.subcommand else self.config
         logger = config.trainer.logger
         if getattr(logger, "class_path", None) == f"{WandbLogger.__module__}.{WandbLogger.__name__}":
             if logger.init_args.save_dir is None:

@@ -20,8 +20,11 @@ import torch.nn.functional as F
 from .checkpoint import translator_meta
 from .image_pool import ImagePool
 from .losses import GanMode, discriminator_loss, gan_loss
-from .networks import DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator, init_weights
-from .optim import adam_with_linear_decay, count_iterations_not_optimizer_steps, set_epoch
+from .networks import (
+    DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator, call_batched, init_weights,
+    samples_independent,
+)
+from .optim import adam_with_linear_decay, count_iterations_not_optimizer_steps, offset_seeds_per_rank, set_epoch
 
 
 class CycleGAN(pl.LightningModule):
@@ -45,6 +48,7 @@ class CycleGAN(pl.LightningModule):
         n_epochs, n_epochs_decay: epochs at constant LR, then epochs of linear decay to 0.
         init_gain: standard deviation of the N(0, gain) weight initialisation.
         input_nc, output_nc: channels of domains A and B (linked to the data module by the CLI).
+        compile: ``torch.compile`` the networks (first iterations are slow while it compiles).
     """
 
     kind = "cyclegan"
@@ -68,6 +72,7 @@ class CycleGAN(pl.LightningModule):
         init_gain: float = 0.02,
         input_nc: int = 3,
         output_nc: int = 3,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         generator, discriminator = GeneratorConfig(**generator) if isinstance(generator, dict) else generator, (
@@ -85,20 +90,36 @@ class CycleGAN(pl.LightningModule):
         self.G_BA = init_weights(build_generator(generator, input_nc=output_nc, output_nc=input_nc), gain=init_gain)
         self.D_A = init_weights(build_discriminator(discriminator, input_nc=input_nc), gain=init_gain)
         self.D_B = init_weights(build_discriminator(discriminator, input_nc=output_nc), gain=init_gain)
+        self._g_batchable = samples_independent(self.G_AB)
+        self._d_batchable = samples_independent(self.D_A)
         # Seeded from torch's RNG so that seed_everything makes the pools reproducible.
         self.pool_a = ImagePool(pool_size, seed=int(torch.randint(2**62, ())))  # fakes of A, for D_A
         self.pool_b = ImagePool(pool_size, seed=int(torch.randint(2**62, ())))  # fakes of B, for D_B
+
+    def configure_model(self) -> None:
+        if self.hparams.compile:  # in place: parameter names, and so checkpoints, stay the same
+            for net in (self.G_AB, self.G_BA, self.D_A, self.D_B):
+                net.compile()
 
     def forward(self, real_a: torch.Tensor) -> torch.Tensor:
         """A -> B translation, (N, C_a, H, W) -> (N, C_b, H, W), both in [-1, 1]."""
         return self.G_AB(real_a)
 
     def generator_losses(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every term of L_G, weighted, plus their sum under ``loss_g``; also the fakes for D."""
+        """Every term of L_G, weighted, plus their sum under ``loss_g``; also the fakes for D.
+
+        The six generator passes run as three calls when the generators have no batch
+        norm (each sample is then computed independently, so batching changes nothing).
+        """
         hp = self.hparams
-        fake_b = self.G_AB(real_a)  # G(a)
-        rec_a = self.G_BA(fake_b)  # F(G(a))
-        fake_a = self.G_BA(real_b)  # F(b)
+        identity = hp.lambda_identity > 0
+        together = self._g_batchable
+        if identity:
+            fake_b, idt_b = call_batched(self.G_AB, real_a, real_b, together=together)  # G(a), G(b)
+            rec_a, fake_a, idt_a = call_batched(self.G_BA, fake_b, real_b, real_a, together=together)  # F(G(a)), F(b), F(a)
+        else:
+            fake_b = self.G_AB(real_a)  # G(a)
+            rec_a, fake_a = call_batched(self.G_BA, fake_b, real_b, together=together)  # F(G(a)), F(b)
         rec_b = self.G_AB(fake_a)  # G(F(b))
         out = {
             "loss_g_adv_ab": gan_loss(self.D_B(fake_b), True, mode=hp.gan_mode),
@@ -106,10 +127,10 @@ class CycleGAN(pl.LightningModule):
             "loss_cycle_a": F.l1_loss(rec_a, real_a) * hp.lambda_a,
             "loss_cycle_b": F.l1_loss(rec_b, real_b) * hp.lambda_b,
         }
-        if hp.lambda_identity > 0:
+        if identity:
             # A generator fed an image of its target domain should leave it unchanged.
-            out["loss_idt_a"] = F.l1_loss(self.G_BA(real_a), real_a) * hp.lambda_a * hp.lambda_identity
-            out["loss_idt_b"] = F.l1_loss(self.G_AB(real_b), real_b) * hp.lambda_b * hp.lambda_identity
+            out["loss_idt_a"] = F.l1_loss(idt_a, real_a) * hp.lambda_a * hp.lambda_identity
+            out["loss_idt_b"] = F.l1_loss(idt_b, real_b) * hp.lambda_b * hp.lambda_identity
         out["loss_g"] = sum(out.values())
         out["fake_a"], out["fake_b"] = fake_a, fake_b
         return out
@@ -129,9 +150,9 @@ class CycleGAN(pl.LightningModule):
         # 2. Discriminators, on real images and on fakes drawn from the history pools.
         with self.toggled_optimizer(opt_d):
             d_a = discriminator_loss(self.D_A, real_a, self.pool_a.query(g["fake_a"]),
-                                     mode=self.hparams.gan_mode, lambda_gp=self.hparams.lambda_gp)
+                                     mode=self.hparams.gan_mode, lambda_gp=self.hparams.lambda_gp, together=self._d_batchable)
             d_b = discriminator_loss(self.D_B, real_b, self.pool_b.query(g["fake_b"]),
-                                     mode=self.hparams.gan_mode, lambda_gp=self.hparams.lambda_gp)
+                                     mode=self.hparams.gan_mode, lambda_gp=self.hparams.lambda_gp, together=self._d_batchable)
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(d_a.loss + d_b.loss)
             opt_d.step()
@@ -150,7 +171,7 @@ class CycleGAN(pl.LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         g = self.generator_losses(batch["A"], batch["B"])
         self.log_dict({f"val/{k}": v for k, v in g.items() if k.startswith("loss")},
-                      on_epoch=True, batch_size=batch["A"].shape[0])
+                      on_epoch=True, batch_size=batch["A"].shape[0], sync_dist=True)
 
     @torch.no_grad()
     def sample_columns(self, real_a: torch.Tensor, real_b: torch.Tensor) -> list[torch.Tensor]:
@@ -165,6 +186,9 @@ class CycleGAN(pl.LightningModule):
             itertools.chain(self.D_A.parameters(), self.D_B.parameters()),
             lr=hp.lr, betas=(hp.beta1, hp.beta2), n_epochs=hp.n_epochs, n_epochs_decay=hp.n_epochs_decay,
         )
+
+    def on_fit_start(self) -> None:
+        offset_seeds_per_rank(self, self.pool_a, self.pool_b)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         set_epoch(self)

@@ -30,6 +30,9 @@ class ImagePool:
         self.images: list[torch.Tensor] = []  # each (C, H, W), detached
         self._rng = torch.Generator().manual_seed(seed)
 
+    def reseed(self, seed: int) -> None:
+        self._rng.manual_seed(seed)
+
     def __len__(self) -> int:
         return len(self.images)
 

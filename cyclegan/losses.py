@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .networks import call_batched
+
 GanMode = Literal["lsgan", "vanilla", "hinge", "wgangp"]
 
 
@@ -65,14 +67,15 @@ class DiscriminatorLoss(NamedTuple):
 
 def discriminator_loss(
     discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor, *, mode: GanMode, lambda_gp: float = 10.0,
+    together: bool = False,
 ) -> DiscriminatorLoss:
     """L_D = 0.5 * (L(D(real), real) + L(D(fake), fake)) [+ lambda_gp * GP for wgangp].
 
     ``fake`` must already be detached from the generator (it usually comes from the pool).
-    Halving slows D relative to G, as in the published code.
+    Halving slows D relative to G, as in the published code. ``together`` scores real and
+    fake in one call, which is the same computation when D has no batch norm.
     """
-    pred_real = discriminator(real)
-    pred_fake = discriminator(fake)
+    pred_real, pred_fake = call_batched(discriminator, real, fake, together=together)
     loss = 0.5 * (
         gan_loss(pred_real, True, mode=mode, for_discriminator=True)
         + gan_loss(pred_fake, False, mode=mode, for_discriminator=True)

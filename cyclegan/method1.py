@@ -16,8 +16,10 @@ import torch
 from .checkpoint import translator_meta
 from .image_pool import ImagePool
 from .losses import GanMode, discriminator_loss, gan_loss
-from .networks import DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator, init_weights
-from .optim import adam_with_linear_decay, count_iterations_not_optimizer_steps, set_epoch
+from .networks import (
+    DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator, init_weights, samples_independent,
+)
+from .optim import adam_with_linear_decay, count_iterations_not_optimizer_steps, offset_seeds_per_rank, set_epoch
 
 
 class Method1(pl.LightningModule):
@@ -44,6 +46,7 @@ class Method1(pl.LightningModule):
         init_gain: float = 0.02,
         input_nc: int = 3,
         output_nc: int = 3,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         generator, discriminator = GeneratorConfig(**generator) if isinstance(generator, dict) else generator, (
@@ -56,7 +59,13 @@ class Method1(pl.LightningModule):
 
         self.G_AB = init_weights(build_generator(generator, input_nc=input_nc, output_nc=output_nc), gain=init_gain)
         self.D_B = init_weights(build_discriminator(discriminator, input_nc=output_nc), gain=init_gain)
+        self._d_batchable = samples_independent(self.D_B)
         self.pool_b = ImagePool(pool_size, seed=int(torch.randint(2**62, ())))
+
+    def configure_model(self) -> None:
+        if self.hparams.compile:  # in place: parameter names, and so checkpoints, stay the same
+            for net in (self.G_AB, self.D_B):
+                net.compile()
 
     def forward(self, real_a: torch.Tensor) -> torch.Tensor:
         return self.G_AB(real_a)
@@ -75,7 +84,8 @@ class Method1(pl.LightningModule):
 
         with self.toggled_optimizer(opt_d):
             d_b = discriminator_loss(self.D_B, real_b, self.pool_b.query(fake_b),
-                                     mode=self.hparams.gan_mode, lambda_gp=self.hparams.lambda_gp)
+                                     mode=self.hparams.gan_mode, lambda_gp=self.hparams.lambda_gp,
+                                     together=self._d_batchable)
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(d_b.loss)
             opt_d.step()
@@ -91,7 +101,7 @@ class Method1(pl.LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         fake_b = self.G_AB(batch["A"])
         self.log("val/loss_g_adv_ab", gan_loss(self.D_B(fake_b), True, mode=self.hparams.gan_mode),
-                 on_epoch=True, batch_size=batch["A"].shape[0])
+                 on_epoch=True, batch_size=batch["A"].shape[0], sync_dist=True)
 
     @torch.no_grad()
     def sample_columns(self, real_a: torch.Tensor, real_b: torch.Tensor) -> list[torch.Tensor]:
@@ -104,6 +114,9 @@ class Method1(pl.LightningModule):
             self.G_AB.parameters(), self.D_B.parameters(),
             lr=hp.lr, betas=(hp.beta1, hp.beta2), n_epochs=hp.n_epochs, n_epochs_decay=hp.n_epochs_decay,
         )
+
+    def on_fit_start(self) -> None:
+        offset_seeds_per_rank(self, self.pool_b)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         set_epoch(self)

@@ -246,6 +246,22 @@ class PixelDiscriminator(nn.Module):
         return self.model(x)
 
 
+def samples_independent(net: nn.Module) -> bool:
+    """Whether each sample's output depends on that sample alone (no batch norm).
+
+    Then several calls of ``net`` can run as one call on their concatenation, with the
+    same result: fewer, larger kernels, the same arithmetic.
+    """
+    return not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
+
+
+def call_batched(net: nn.Module, *inputs: torch.Tensor, together: bool) -> tuple[torch.Tensor, ...]:
+    """``tuple(net(x) for x in inputs)``, computed in one call when ``together`` and shapes allow."""
+    if together and len({x.shape for x in inputs}) == 1:
+        return net(torch.cat(inputs)).split(inputs[0].shape[0])
+    return tuple(net(x) for x in inputs)
+
+
 def init_weights(net: nn.Module, *, gain: float = 0.02) -> nn.Module:
     """Published initialisation: conv weights ~ N(0, gain), biases 0, batch-norm scales ~ N(1, gain)."""
     for m in net.modules():

@@ -1,4 +1,4 @@
-"""Optimizers and the learning-rate schedule shared by both translators."""
+"""Training plumbing shared by both translators: optimizers, LR schedule, step counting, per-rank seeds."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import pytorch_lightning as pl
 from pytorch_lightning.core.optimizer import LightningOptimizer
 import torch
 from torch.optim.lr_scheduler import LambdaLR
+
+from .image_pool import ImagePool
 
 
 def linear_decay(*, n_epochs: int, n_epochs_decay: int):
@@ -61,3 +63,16 @@ def count_iterations_not_optimizer_steps(opt_d: LightningOptimizer) -> None:
     every batch, so call this at the start of each training step.
     """
     opt_d._on_before_step = opt_d._on_after_step = lambda: None
+
+
+def offset_seeds_per_rank(module: pl.LightningModule, *pools: ImagePool) -> None:
+    """Give each DDP process its own random stream: B draws, pool decisions, dropout.
+
+    Every rank starts from the same seed (so the networks start identical); without an
+    offset, all ranks would draw the same B images and make the same pool choices.
+    """
+    rank = module.global_rank
+    if module.trainer.world_size > 1:
+        torch.manual_seed(torch.initial_seed() + rank)
+        for i, pool in enumerate(pools):
+            pool.reseed(torch.initial_seed() + 1000 * (i + 1))

@@ -1,0 +1,18 @@
+"""A callback for the DDP test: each rank saves its generator weights when fit ends."""
+
+import os
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+
+class DumpWeights(pl.Callback):
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu() for k, v in pl_module.state_dict().items() if k.startswith("G_")}
+        pools = {k: torch.stack(p.images) for k, p in (("a", pl_module.pool_a), ("b", pl_module.pool_b))}
+        torch.save({"weights": state, "pools": pools}, self.folder / f"rank{trainer.global_rank}.pt")
