@@ -8,6 +8,7 @@ aligned; an epoch is max(|A|, |B|) items, as in the published code.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -16,7 +17,8 @@ import cv2
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
+from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
@@ -28,22 +30,70 @@ class DataError(ValueError):
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Every image file under ``folder`` (recursively), sorted; raises :class:`DataError` if none."""
+    """Every file under ``folder`` (recursively) with an image extension, sorted.
+
+    Raises :class:`DataError` if the folder is missing or holds none. Broken links are
+    kept, so that :func:`usable_images` can report them.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"image folder not found: {folder}")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and not p.is_dir())
     if not files:
         exts = "/".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
         raise DataError(f"no images ({exts}) in {folder}")
     return files
 
 
+def image_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be used as an image, from its header alone; ``None`` if it looks fine."""
+    try:
+        if path.is_symlink() and not path.exists():
+            return "broken symbolic link"
+        if path.stat().st_size == 0:
+            return "empty file"
+        with Image.open(path) as im:
+            width, height = im.size
+        if width < 1 or height < 1:
+            return "image has no pixels"
+    except PermissionError:
+        return "permission denied"
+    except Image.DecompressionBombError:
+        return f"over {Image.MAX_IMAGE_PIXELS * 2} pixels (PIL's decompression-bomb limit)"
+    except (OSError, SyntaxError, ValueError) as e:  # UnidentifiedImageError is an OSError
+        return _reason(e)
+    return None
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if isinstance(error, UnidentifiedImageError):
+        return "not an image PIL can read"
+    return text
+
+
+def usable_images(folder: str | os.PathLike) -> list[Path]:
+    """:func:`list_images`, less the files whose header does not read, reported in one line."""
+    files = list_images(folder)
+    with ThreadPoolExecutor(max_workers=8) as pool:  # header reads are I/O bound
+        problems = list(pool.map(image_problem, files))
+    good = [f for f, problem in zip(files, problems) if problem is None]
+    bad = [(f, problem) for f, problem in zip(files, problems) if problem is not None]
+    if not good:
+        raise DataError(f"no usable images in {folder}: all {len(files)} unreadable (e.g. {bad[0][0].name}: {bad[0][1]})")
+    if bad:
+        examples = "; ".join(f"{f} ({problem})" for f, problem in bad[:3])
+        more = f"; and {len(bad) - 3} more" if len(bad) > 3 else ""
+        rank_zero_info(f"warning: skipped {len(bad)} of {len(files)} files in {folder}: {examples}{more}")
+    return good
+
+
 def read_image(path: str | os.PathLike, *, channels: int = 3) -> np.ndarray:
     """Decode an image as uint8 (H, W, channels), EXIF orientation applied.
 
     Transparent images are composited onto white rather than keeping whatever colour
-    hides under alpha 0. ``channels`` is 3 (RGB) or 1 (luma).
+    hides under alpha 0; 16-bit images are scaled to 8 bits. ``channels`` is 3 (RGB)
+    or 1 (luma).
     """
     with Image.open(path) as im:
         im = ImageOps.exif_transpose(im)
@@ -51,8 +101,28 @@ def read_image(path: str | os.PathLike, *, channels: int = 3) -> np.ndarray:
             im = im.convert("RGBA")
             background = Image.new("RGBA", im.size, (255, 255, 255, 255))
             im = Image.alpha_composite(background, im)
+        elif im.mode.startswith("I"):  # 16/32-bit grayscale; PIL's convert would clip it to white
+            values = np.asarray(im, dtype=np.float64)
+            top = 65535.0 if im.mode.startswith("I;16") or values.max() > 255 else 255.0
+            im = Image.fromarray((values * (255.0 / top)).clip(0, 255).astype(np.uint8))
         array = np.asarray(im.convert("RGB" if channels == 3 else "L"))
     return array.reshape(array.shape[0], array.shape[1], channels)
+
+
+class _UpscaleSmall(A.ImageOnlyTransform):
+    """Scale an image whose short side is below ``size`` up to it (aspect kept); leave others alone."""
+
+    def __init__(self, size: int, p: float = 1.0) -> None:
+        super().__init__(p=p)
+        self.size = size
+
+    def apply(self, img: np.ndarray, **params) -> np.ndarray:
+        h, w = img.shape[:2]
+        if min(h, w) >= self.size:
+            return img
+        scale = self.size / min(h, w)
+        size = (max(self.size, round(w * scale)), max(self.size, round(h * scale)))
+        return cv2.resize(img, size, interpolation=cv2.INTER_CUBIC).reshape(size[1], size[0], *img.shape[2:])
 
 
 def build_transform(
@@ -70,11 +140,12 @@ def build_transform(
         steps = [A.SmallestMaxSize(max_size=crop_size, interpolation=cv2.INTER_CUBIC),
                  A.CenterCrop(crop_size, crop_size)]
     else:
-        crop = A.RandomCrop(crop_size, crop_size, pad_if_needed=True, border_mode=cv2.BORDER_REFLECT_101)
+        # Images smaller than the crop are scaled up first, not a crash.
+        crop = [_UpscaleSmall(crop_size), A.RandomCrop(crop_size, crop_size)]
         steps = {
-            "resize_and_crop": [A.Resize(load_size, load_size, interpolation=cv2.INTER_CUBIC), crop],
-            "crop": [crop],
-            "scale_width_and_crop": [A.SmallestMaxSize(max_size_hw=(None, load_size), interpolation=cv2.INTER_CUBIC), crop],
+            "resize_and_crop": [A.Resize(load_size, load_size, interpolation=cv2.INTER_CUBIC), *crop],
+            "crop": crop,
+            "scale_width_and_crop": [A.SmallestMaxSize(max_size_hw=(None, load_size), interpolation=cv2.INTER_CUBIC), *crop],
         }[preprocess]
     if train and flip:
         steps.append(A.HorizontalFlip(p=0.5))
@@ -96,18 +167,29 @@ class UnpairedDataset(Dataset):
         self.transform = transform
         self.channels_a, self.channels_b = channels_a, channels_b
         self.paired_index = paired_index
+        self._reported: set[Path] = set()  # files already reported as undecodable
 
     def __len__(self) -> int:
         return max(len(self.files_a), len(self.files_b))
 
     def __getitem__(self, index: int) -> dict:
-        path_a = self.files_a[index % len(self.files_a)]
         # torch's RNG, not Python's: DataLoader seeds it per worker and seed_everything seeds it here.
         j = index if self.paired_index else int(torch.randint(len(self.files_b), ()))
-        path_b = self.files_b[j % len(self.files_b)]
-        a = self.transform(image=read_image(path_a, channels=self.channels_a))["image"]
-        b = self.transform(image=read_image(path_b, channels=self.channels_b))["image"]
+        path_a, a = self._load(self.files_a, index, self.channels_a)
+        path_b, b = self._load(self.files_b, j, self.channels_b)
         return {"A": a, "B": b, "A_path": str(path_a), "B_path": str(path_b)}
+
+    def _load(self, files: list[Path], index: int, channels: int) -> tuple[Path, torch.Tensor]:
+        """Image ``index`` (mod len), or the next one that decodes: one bad file never ends an epoch."""
+        for offset in range(len(files)):
+            path = files[(index + offset) % len(files)]
+            try:
+                return path, self.transform(image=read_image(path, channels=channels))["image"]
+            except Exception as e:  # any decoder failure (truncated data, bad chunks, ...): skip the file
+                if path not in self._reported:
+                    self._reported.add(path)
+                    rank_zero_info(f"warning: cannot decode {path} ({_reason(e)}); using another image instead")
+        raise DataError(f"none of the {len(files)} images in {files[0].parent} could be decoded")
 
 
 class UnpairedImageDataModule(pl.LightningDataModule):
@@ -168,10 +250,10 @@ class UnpairedImageDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        train_a, train_b = list_images(self.folders["train_a"]), list_images(self.folders["train_b"])
+        train_a, train_b = usable_images(self.folders["train_a"]), usable_images(self.folders["train_b"])
         val_a_dir, val_b_dir = self.folders["val_a"], self.folders["val_b"]
         if val_a_dir is not None and val_b_dir is not None and val_a_dir.is_dir() and val_b_dir.is_dir():
-            val_a, val_b = list_images(val_a_dir), list_images(val_b_dir)
+            val_a, val_b = usable_images(val_a_dir), usable_images(val_b_dir)
         else:  # no held-out folders: watch a fixed handful of training images instead
             val_a, val_b = train_a[: self.val_images or 8], train_b[: self.val_images or 8]
         if self.val_images is not None:
