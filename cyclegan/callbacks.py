@@ -1,12 +1,17 @@
-"""Training callbacks: sample grids of fixed validation images, and a resumable last checkpoint."""
+"""Training callbacks: sample grids, a resumable last checkpoint, stopping cleanly on signals."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 from torchvision.utils import make_grid, save_image
 
 from .data import to_unit_range
@@ -93,6 +98,82 @@ class LastCheckpoint(ModelCheckpoint):
         final_step = 0 < trainer.max_steps <= trainer.global_step
         final_epoch = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs > 0
         final_batch = final_step or (final_epoch and trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
-        if final_batch and self._last_global_step_saved != trainer.global_step:
+        if final_batch:
+            self.save_now(trainer)
+
+    def save_now(self, trainer: pl.Trainer) -> None:
+        """Write last.ckpt for the current iteration (once per iteration)."""
+        if self._last_global_step_saved != trainer.global_step:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
             self._last_global_step_saved = trainer.global_step
+
+
+class GracefulStop(pl.Callback):
+    """Ctrl-C or SIGTERM: finish the current iteration, write ``last.ckpt``, stop cleanly.
+
+    A second Ctrl-C aborts at once. Replaces Lightning's own SIGTERM handling, which
+    raises an exception at the next batch end instead of stopping with a checkpoint.
+    ``stopped_by`` names the signal afterwards (``None`` if training ran to its end).
+    """
+
+    def __init__(self) -> None:
+        self.stopped_by: str | None = None
+        self.checkpoint: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be installed from the main thread
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._request_stop)
+
+    def _request_stop(self, signum: int, frame: Any) -> None:
+        if self.stopped_by is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # second Ctrl-C: abort now
+        self.stopped_by = signal.Signals(signum).name
+        print(f"\n{self.stopped_by} received: stopping after this iteration (Ctrl-C again to abort)", flush=True)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        stop = self.stopped_by is not None
+        if trainer.world_size > 1:  # every rank must stop at the same iteration
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if not stop:
+            return
+        self.stopped_by = self.stopped_by or "another rank's signal"
+        for callback in trainer.checkpoint_callbacks:
+            if isinstance(callback, LastCheckpoint):
+                callback.save_now(trainer)
+                self.checkpoint = callback.last_model_path
+        trainer.should_stop = True
+
+    def _restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._restore()
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file, then renames it into place.
+
+    A crash or SIGKILL mid-write leaves the previous checkpoint intact instead of a
+    truncated one.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)

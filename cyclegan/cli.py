@@ -11,14 +11,17 @@ import sys
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 import yaml
 from jsonargparse import lazy_instance
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from .callbacks import LastCheckpoint, SampleGrid, run_dir
+from .callbacks import AtomicCheckpointIO, GracefulStop, LastCheckpoint, SampleGrid, run_dir
 from .checkpoint import CheckpointError
 from .data import DataError, UnpairedImageDataModule
+from .optim import NonFiniteLossError
 from .tracking import WandbLogger, announce
 
 # Imported so that ``--model CycleGAN`` / ``--model Method1`` resolve by short name.
@@ -36,7 +39,13 @@ class _SaveConfigToLogger(SaveConfigCallback):
 
 
 class _RunSummary(pl.Callback):
-    """Prints where checkpoints, samples and the W&B run are, at the start and the end of fit."""
+    """Prints where checkpoints, samples and the W&B run are, at the start and the end of fit,
+    and records the W&B run id in checkpoints so that a resumed fit continues the same run."""
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                checkpoint["wandb_run_id"] = logger.version
 
     def _lines(self, trainer: pl.Trainer) -> list[str]:
         lines = []
@@ -95,17 +104,48 @@ class CycleGANCLI(LightningCLI):
         if getattr(logger, "class_path", None) == f"{WandbLogger.__module__}.{WandbLogger.__name__}":
             if logger.init_args.save_dir is None:
                 logger.init_args.save_dir = config.trainer.default_root_dir or "runs"
+        if self.subcommand == "fit" and config.ckpt_path:
+            self._resume(config)
+
+    def _resume(self, config) -> None:
+        """``--ckpt_path last`` means the newest last.ckpt of this root; the W&B run resumes too."""
+        logger = config.trainer.logger
+        wandb_logger = getattr(logger, "class_path", None) == f"{WandbLogger.__module__}.{WandbLogger.__name__}"
+        if config.ckpt_path == "last":
+            root = Path(logger.init_args.save_dir if wandb_logger else config.trainer.default_root_dir or "runs")
+            candidates = sorted(root.glob("**/last.ckpt"), key=lambda p: p.stat().st_mtime)
+            if config.last_checkpoint.dirpath:
+                candidates = [p for p in candidates if p.parent == Path(config.last_checkpoint.dirpath)] or candidates
+            if not candidates:
+                raise CheckpointError(f"--ckpt_path last: no last.ckpt under {root}")
+            config.ckpt_path = str(candidates[-1])
+        path = Path(config.ckpt_path)
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint not found: {path}")
+        try:  # memory-mapped: only the few bytes of the run id are read now
+            run_id = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("wandb_run_id")
+        except Exception as e:
+            raise CheckpointError(f"cannot read checkpoint {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        if wandb_logger and run_id and not logger.init_args.version:
+            logger.init_args.version = run_id
+        announce(f"resuming from {path}" + (f" (W&B run {run_id})" if run_id else ""))
 
     def before_fit(self) -> None:
         # List the image folders now, so that a bad one fails before any W&B run is created.
         self.datamodule.setup("fit")
-        self.trainer.callbacks.append(_RunSummary())
+        self.trainer.callbacks += [_RunSummary(), GracefulStop()]
+        if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            self.trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         kind = getattr(self.model, "kind", None)
         for logger in self.trainer.loggers:
             if isinstance(logger, WandbLogger) and kind and self.trainer.is_global_zero:
                 logger.experiment.tags = tuple(dict.fromkeys([*logger.experiment.tags, kind]))
 
     def after_fit(self) -> None:
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, GracefulStop) and callback.stopped_by and self.trainer.is_global_zero:
+                announce(f"stopped by {callback.stopped_by} at step {self.trainer.global_step}; "
+                         f"resume with --ckpt_path {callback.checkpoint or 'last'}")
         # Close the W&B run so its files are complete when the command returns
         # (and a second fit in the same process starts a run of its own).
         for logger in self.trainer.loggers:
@@ -143,6 +183,9 @@ def main(argv: list[str] | None = None) -> None:
     except (DataError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    except NonFiniteLossError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -24,7 +24,9 @@ from .networks import (
     DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator, call_batched, init_weights,
     samples_independent,
 )
-from .optim import adam_with_linear_decay, count_iterations_not_optimizer_steps, offset_seeds_per_rank, set_epoch
+from .optim import (
+    NonFiniteGuard, adam_with_linear_decay, count_iterations_not_optimizer_steps, offset_seeds_per_rank, set_epoch,
+)
 
 
 class CycleGAN(pl.LightningModule):
@@ -49,6 +51,7 @@ class CycleGAN(pl.LightningModule):
         init_gain: standard deviation of the N(0, gain) weight initialisation.
         input_nc, output_nc: channels of domains A and B (linked to the data module by the CLI).
         compile: ``torch.compile`` the networks (first iterations are slow while it compiles).
+        max_nonfinite: iterations in a row with a NaN/inf loss (each skipped) before training stops.
     """
 
     kind = "cyclegan"
@@ -73,6 +76,7 @@ class CycleGAN(pl.LightningModule):
         input_nc: int = 3,
         output_nc: int = 3,
         compile: bool = False,
+        max_nonfinite: int = 5,
     ) -> None:
         super().__init__()
         generator, discriminator = GeneratorConfig(**generator) if isinstance(generator, dict) else generator, (
@@ -90,6 +94,7 @@ class CycleGAN(pl.LightningModule):
         self.G_BA = init_weights(build_generator(generator, input_nc=output_nc, output_nc=input_nc), gain=init_gain)
         self.D_A = init_weights(build_discriminator(discriminator, input_nc=input_nc), gain=init_gain)
         self.D_B = init_weights(build_discriminator(discriminator, input_nc=output_nc), gain=init_gain)
+        self.guard = NonFiniteGuard(patience=max_nonfinite)
         self._g_batchable = samples_independent(self.G_AB)
         self._d_batchable = samples_independent(self.D_A)
         # Seeded from torch's RNG so that seed_everything makes the pools reproducible.
@@ -143,6 +148,8 @@ class CycleGAN(pl.LightningModule):
         # 1. Generators, with D_A and D_B frozen (toggling drops them from autograd).
         with self.toggled_optimizer(opt_g):
             g = self.generator_losses(real_a, real_b)
+            if not self.guard.finite(self, g):
+                return  # fakes from a broken forward pass would poison D and the pools too
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(g["loss_g"])
             opt_g.step()
@@ -153,9 +160,11 @@ class CycleGAN(pl.LightningModule):
                                      mode=self.hparams.gan_mode, lambda_gp=self.hparams.lambda_gp, together=self._d_batchable)
             d_b = discriminator_loss(self.D_B, real_b, self.pool_b.query(g["fake_b"]),
                                      mode=self.hparams.gan_mode, lambda_gp=self.hparams.lambda_gp, together=self._d_batchable)
-            opt_d.zero_grad(set_to_none=True)
-            self.manual_backward(d_a.loss + d_b.loss)
-            opt_d.step()
+            if self.guard.finite(self, {"loss_d_a": d_a.loss, "loss_d_b": d_b.loss}):
+                opt_d.zero_grad(set_to_none=True)
+                self.manual_backward(d_a.loss + d_b.loss)
+                opt_d.step()
+                self.guard.step_done()
 
         logs = {f"train/{k}": v.detach() for k, v in g.items() if k.startswith("loss")}
         logs.update({
@@ -163,6 +172,7 @@ class CycleGAN(pl.LightningModule):
             "train/d_a_real": d_a.score_real, "train/d_a_fake": d_a.score_fake,
             "train/d_b_real": d_b.score_real, "train/d_b_fake": d_b.score_fake,
             "train/lr_g": opt_g.param_groups[0]["lr"], "train/lr_d": opt_d.param_groups[0]["lr"],
+            "train/skipped_updates": float(self.guard.skipped),
         })
         self.log_dict(logs, on_step=True, on_epoch=False, batch_size=real_a.shape[0])
         self.log_dict({"loss_g": logs["train/loss_g"], "loss_d": logs["train/loss_d_a"] + logs["train/loss_d_b"]},

@@ -19,7 +19,7 @@ import pytorch_lightning as pl
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pytorch_lightning.utilities import rank_zero_info
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 Preprocess = Literal["resize_and_crop", "crop", "scale_width_and_crop", "none"]
@@ -192,6 +192,12 @@ class UnpairedDataset(Dataset):
         raise DataError(f"none of the {len(files)} images in {files[0].parent} could be decoded")
 
 
+def _seed_worker(worker_id: int) -> None:
+    # torch.initial_seed() differs per worker (and per epoch without persistent workers) and
+    # follows the base seed, so augmentations are both varied across workers and reproducible.
+    get_worker_info().dataset.transform.set_random_seed(torch.initial_seed() % 2**32)
+
+
 class UnpairedImageDataModule(pl.LightningDataModule):
     """Domains A and B from folders.
 
@@ -260,7 +266,11 @@ class UnpairedImageDataModule(pl.LightningDataModule):
             val_a, val_b = val_a[: self.val_images], val_b[: self.val_images]
         transform = dict(preprocess=self.preprocess, load_size=self.load_size, crop_size=self.crop_size, flip=self.flip)
         channels = dict(channels_a=self.input_nc, channels_b=self.output_nc)
-        self.train_set = UnpairedDataset(train_a, train_b, build_transform(**transform, train=True), **channels)
+        train_transform = build_transform(**transform, train=True)
+        # Albumentations keeps its own random state: derive it from torch's, which
+        # seed_everything controls (and _seed_worker gives each worker its own).
+        train_transform.set_random_seed(int(torch.randint(2**31, ())))
+        self.train_set = UnpairedDataset(train_a, train_b, train_transform, **channels)
         self.val_set = UnpairedDataset(
             val_a, val_b, build_transform(**transform, train=False), **channels, paired_index=True
         )
@@ -270,6 +280,7 @@ class UnpairedImageDataModule(pl.LightningDataModule):
         return DataLoader(
             dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
             persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(), drop_last=shuffle,
+            worker_init_fn=_seed_worker,
         )
 
     def train_dataloader(self) -> DataLoader:

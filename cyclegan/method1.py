@@ -19,7 +19,9 @@ from .losses import GanMode, discriminator_loss, gan_loss
 from .networks import (
     DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator, init_weights, samples_independent,
 )
-from .optim import adam_with_linear_decay, count_iterations_not_optimizer_steps, offset_seeds_per_rank, set_epoch
+from .optim import (
+    NonFiniteGuard, adam_with_linear_decay, count_iterations_not_optimizer_steps, offset_seeds_per_rank, set_epoch,
+)
 
 
 class Method1(pl.LightningModule):
@@ -47,6 +49,7 @@ class Method1(pl.LightningModule):
         input_nc: int = 3,
         output_nc: int = 3,
         compile: bool = False,
+        max_nonfinite: int = 5,
     ) -> None:
         super().__init__()
         generator, discriminator = GeneratorConfig(**generator) if isinstance(generator, dict) else generator, (
@@ -59,6 +62,7 @@ class Method1(pl.LightningModule):
 
         self.G_AB = init_weights(build_generator(generator, input_nc=input_nc, output_nc=output_nc), gain=init_gain)
         self.D_B = init_weights(build_discriminator(discriminator, input_nc=output_nc), gain=init_gain)
+        self.guard = NonFiniteGuard(patience=max_nonfinite)
         self._d_batchable = samples_independent(self.D_B)
         self.pool_b = ImagePool(pool_size, seed=int(torch.randint(2**62, ())))
 
@@ -78,6 +82,8 @@ class Method1(pl.LightningModule):
         with self.toggled_optimizer(opt_g):  # D_B frozen
             fake_b = self.G_AB(real_a)
             loss_g = gan_loss(self.D_B(fake_b), True, mode=self.hparams.gan_mode)
+            if not self.guard.finite(self, {"loss_g_adv_ab": loss_g}):
+                return
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(loss_g)
             opt_g.step()
@@ -86,15 +92,18 @@ class Method1(pl.LightningModule):
             d_b = discriminator_loss(self.D_B, real_b, self.pool_b.query(fake_b),
                                      mode=self.hparams.gan_mode, lambda_gp=self.hparams.lambda_gp,
                                      together=self._d_batchable)
-            opt_d.zero_grad(set_to_none=True)
-            self.manual_backward(d_b.loss)
-            opt_d.step()
+            if self.guard.finite(self, {"loss_d_b": d_b.loss}):
+                opt_d.zero_grad(set_to_none=True)
+                self.manual_backward(d_b.loss)
+                opt_d.step()
+                self.guard.step_done()
 
         n = real_a.shape[0]
         self.log_dict({
             "train/loss_g": loss_g.detach(), "train/loss_g_adv_ab": loss_g.detach(), "train/loss_d_b": d_b.loss.detach(),
             "train/d_b_real": d_b.score_real, "train/d_b_fake": d_b.score_fake,
             "train/lr_g": opt_g.param_groups[0]["lr"], "train/lr_d": opt_d.param_groups[0]["lr"],
+            "train/skipped_updates": float(self.guard.skipped),
         }, on_step=True, on_epoch=False, batch_size=n)
         self.log_dict({"loss_g": loss_g.detach(), "loss_d": d_b.loss.detach()}, prog_bar=True, logger=False, batch_size=n)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import pytorch_lightning as pl
+from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.core.optimizer import LightningOptimizer
 import torch
 from torch.optim.lr_scheduler import LambdaLR
@@ -76,3 +77,40 @@ def offset_seeds_per_rank(module: pl.LightningModule, *pools: ImagePool) -> None
         torch.manual_seed(torch.initial_seed() + rank)
         for i, pool in enumerate(pools):
             pool.reseed(torch.initial_seed() + 1000 * (i + 1))
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced non-finite losses too many iterations in a row."""
+
+
+class NonFiniteGuard:
+    """Skips updates whose losses are not finite, and gives up after ``patience`` in a row.
+
+    One bad batch (a NaN from an unlucky crop, a bf16 overflow) should cost an iteration,
+    not the run; many in a row mean training has diverged and should stop with a name.
+    """
+
+    def __init__(self, patience: int = 5) -> None:
+        self.patience = patience
+        self.in_a_row = 0
+        self.skipped = 0
+
+    def finite(self, module: pl.LightningModule, losses: dict[str, torch.Tensor]) -> bool:
+        """True if every loss is finite; otherwise count the skip, or raise after ``patience``."""
+        values = {k: v for k, v in losses.items() if k.startswith("loss")}
+        if torch.stack([v.detach().float() for v in values.values()]).isfinite().all():  # one device sync
+            return True
+        self.skipped += 1
+        self.in_a_row += 1
+        bad = next(k for k, v in values.items() if not torch.isfinite(v))
+        if self.in_a_row >= self.patience:
+            last = [c.last_model_path for c in module.trainer.checkpoint_callbacks if c.last_model_path]
+            raise NonFiniteLossError(
+                f"training stopped: {bad} was {values[bad].item()} for {self.in_a_row} iterations in a row "
+                f"(at step {module.global_step}); last good checkpoint: {last[0] if last else 'none written yet'}"
+            )
+        rank_zero_info(f"warning: {bad} is {values[bad].item()} at step {module.global_step}; skipping this update")
+        return False
+
+    def step_done(self) -> None:
+        self.in_a_row = 0

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import netrc
 import os
 from pathlib import Path
 from urllib.parse import urlparse
 
+from collections.abc import Mapping
+from typing import Any
+
 from pytorch_lightning import loggers
-from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.loggers.logger import rank_zero_experiment
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 
 
 def wandb_login_found() -> bool:
@@ -58,18 +63,86 @@ class WandbLogger(loggers.WandbLogger):
             project=project, save_dir=save_dir, name=name, version=version, offline=offline,
             log_model=log_model and not offline, group=group, tags=list(tags or []), notes=notes, job_type=job_type,
         )
+        self._warned: set[str] = set()
 
     @property
     def offline(self) -> bool:
         return self._offline or os.environ.get("WANDB_MODE") in ("offline", "dryrun")
 
+    @property
+    def disabled(self) -> bool:
+        return self._wandb_init.get("mode") == "disabled"
+
+    # W&B must never stop training: if it cannot start online (unreachable, bad key), it
+    # falls back to offline; if that fails too (full disk), to disabled. Metrics go to
+    # metrics.jsonl in the run folder whatever happens to W&B.
+    @property
+    @rank_zero_experiment
+    def experiment(self):
+        for attempt in ("as configured", "offline", "disabled"):
+            try:
+                return loggers.WandbLogger.experiment.fget(self)
+            except Exception as e:  # wandb raises many kinds: CommError, UsageError, OSError, ...
+                if attempt == "disabled":
+                    raise
+                fallback = "offline" if attempt == "as configured" and not self.offline else "disabled"
+                self._warn(f"W&B could not start {'offline' if self.offline else 'online'} ({_one_line(e)}); "
+                           f"continuing with W&B {fallback}")
+                if fallback == "offline":
+                    self._offline = True
+                else:
+                    self._offline = False
+                    self._wandb_init["mode"] = "disabled"
+                self._experiment = None
+
+    def _warn(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            rank_zero_warn(message)
+
+    def _local_metrics_file(self) -> Path | None:
+        version = self.version
+        return Path(self.save_dir) / str(self.name) / str(version) / "metrics.jsonl" if version else None
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) or getattr(v, "ndim", 1) == 0}
+        path = self._local_metrics_file()
+        if numbers and path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(path, "a") as f:
+                    f.write(json.dumps({"step": step, **numbers}) + "\n")
+            except OSError as e:
+                self._warn(f"cannot write {path} ({_one_line(e)})")
+        self._guard(super().log_metrics, metrics, step)
+
+    def log_image(self, *args: Any, **kwargs: Any) -> None:
+        self._guard(super().log_image, *args, **kwargs)
+
+    def log_hyperparams(self, *args: Any, **kwargs: Any) -> None:
+        self._guard(super().log_hyperparams, *args, **kwargs)
+
+    def _guard(self, fn, *args: Any, **kwargs: Any) -> None:
+        try:
+            fn(*args, **kwargs)
+        except Exception as e:  # a full disk or a dead W&B process: warn once, keep training
+            self._warn(f"W&B logging failed ({_one_line(e)}); training continues, metrics go to metrics.jsonl")
+
     def describe(self) -> str:
         """One line: where the run is and, offline, how to upload it."""
         run = self.experiment
+        if self.disabled:
+            return f"W&B disabled; metrics are in {self._local_metrics_file()}"
         run_dir = Path(run.dir).parent  # run.dir is <run folder>/files
         if self.offline:
             return f"W&B run {run.id} logged offline to {run_dir}; upload it later with: wandb sync {run_dir}"
         return f"W&B run {run.id}: {run.url}"
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def announce(message: str) -> None:
