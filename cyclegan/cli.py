@@ -169,7 +169,10 @@ def build_cli(args: list[str] | None = None, *, run: bool = True) -> CycleGANCLI
 
 # Commands beside Lightning's fit/validate/...: name -> (module, function taking the
 # remaining arguments and returning an exit code). Imported only when used.
-TOOLS: dict[str, tuple[str, str]] = {}
+TOOLS: dict[str, tuple[str, str]] = {
+    "translate": ("cyclegan.translate", "main"),
+    "export": ("cyclegan.export", "main"),
+}
 
 
 def main(argv: list[str] | None = None) -> None:
