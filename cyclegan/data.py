@@ -61,15 +61,18 @@ def image_problem(path: Path) -> str | None:
     except Image.DecompressionBombError:
         return f"over {Image.MAX_IMAGE_PIXELS * 2} pixels (PIL's decompression-bomb limit)"
     except (OSError, SyntaxError, ValueError) as e:  # UnidentifiedImageError is an OSError
-        return _reason(e)
+        return describe_error(e)
     return None
 
 
-def _reason(error: BaseException) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+def describe_error(error: BaseException) -> str:
+    """One line saying why a file could not be read, without the path the caller prints."""
     if isinstance(error, UnidentifiedImageError):
-        return "not an image PIL can read"
-    return text
+        return "not an image Pillow can decode"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def usable_images(folder: str | os.PathLike) -> list[Path]:
@@ -88,24 +91,31 @@ def usable_images(folder: str | os.PathLike) -> list[Path]:
     return good
 
 
-def read_image(path: str | os.PathLike, *, channels: int = 3) -> np.ndarray:
-    """Decode an image as uint8 (H, W, channels), EXIF orientation applied.
+def normalize_image(image: Image.Image, *, channels: int = 3) -> tuple[Image.Image, Image.Image | None]:
+    """An image as the networks see it: RGB (or L when ``channels`` is 1), upright, 8-bit.
 
-    Transparent images are composited onto white rather than keeping whatever colour
-    hides under alpha 0; 16-bit images are scaled to 8 bits. ``channels`` is 3 (RGB)
-    or 1 (luma).
+    EXIF orientation is applied; transparent images are composited onto white rather
+    than keeping whatever colour hides under alpha 0 (their alpha channel is returned
+    too, so that a translation can carry it over); 16-bit images are scaled to 8 bits.
+    This is the one place where training and conversion decode images.
     """
+    image = ImageOps.exif_transpose(image)
+    alpha = None
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+        alpha = image.getchannel("A")
+        image = Image.alpha_composite(Image.new("RGBA", image.size, (255, 255, 255, 255)), image)
+    elif image.mode.startswith("I"):  # 16/32-bit grayscale; PIL's convert would clip it to white
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+        image = Image.fromarray((values * (255.0 / top)).clip(0, 255).astype(np.uint8))
+    return image.convert("RGB" if channels == 3 else "L"), alpha
+
+
+def read_image(path: str | os.PathLike, *, channels: int = 3) -> np.ndarray:
+    """Decode an image file as uint8 (H, W, channels), normalised by :func:`normalize_image`."""
     with Image.open(path) as im:
-        im = ImageOps.exif_transpose(im)
-        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-            im = im.convert("RGBA")
-            background = Image.new("RGBA", im.size, (255, 255, 255, 255))
-            im = Image.alpha_composite(background, im)
-        elif im.mode.startswith("I"):  # 16/32-bit grayscale; PIL's convert would clip it to white
-            values = np.asarray(im, dtype=np.float64)
-            top = 65535.0 if im.mode.startswith("I;16") or values.max() > 255 else 255.0
-            im = Image.fromarray((values * (255.0 / top)).clip(0, 255).astype(np.uint8))
-        array = np.asarray(im.convert("RGB" if channels == 3 else "L"))
+        array = np.asarray(normalize_image(im, channels=channels)[0])
     return array.reshape(array.shape[0], array.shape[1], channels)
 
 
@@ -188,7 +198,7 @@ class UnpairedDataset(Dataset):
             except Exception as e:  # any decoder failure (truncated data, bad chunks, ...): skip the file
                 if path not in self._reported:
                     self._reported.add(path)
-                    rank_zero_info(f"warning: cannot decode {path} ({_reason(e)}); using another image instead")
+                    rank_zero_info(f"warning: cannot decode {path} ({describe_error(e)}); using another image instead")
         raise DataError(f"none of the {len(files)} images in {files[0].parent} could be decoded")
 
 

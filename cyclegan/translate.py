@@ -34,13 +34,13 @@ from typing import Literal
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from .checkpoint import CheckpointError, load_generator
-from .data import IMAGE_EXTENSIONS, DataError, list_images
+from .data import IMAGE_EXTENSIONS, DataError, describe_error, list_images, normalize_image
 from .tiling import NormStats, reflect_pad, round_up, tiled_forward
 
 Precision = Literal["32", "bf16"]
@@ -224,16 +224,10 @@ def sha256_file(path: str | os.PathLike) -> str:
 def prepare_image(image: Image.Image, *, channels: int, resize: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """A PIL image as the model's input: uint8 (H, W, channels), and its alpha (H, W) or None.
 
-    EXIF orientation applied; transparent pixels composited onto white (as ``data.read_image``
-    does for training); ``resize`` scales the short side to that many pixels, alpha alike.
+    Decoded as in training (:func:`cyclegan.data.normalize_image`); ``resize`` scales the
+    short side to that many pixels, alpha alike.
     """
-    image = ImageOps.exif_transpose(image)
-    alpha = None
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        image = image.convert("RGBA")
-        alpha = image.getchannel("A")
-        image = Image.alpha_composite(Image.new("RGBA", image.size, (255, 255, 255, 255)), image)
-    image = image.convert("RGB" if channels == 3 else "L")
+    image, alpha = normalize_image(image, channels=channels)
     if resize:
         w, h = image.size
         scale = resize / min(w, h)
@@ -330,17 +324,7 @@ class _Images(Dataset):
                 array, alpha = prepare_image(image, channels=self.channels, resize=self.resize)
             return _Decoded(index, array, alpha)
         except Exception as e:  # noqa: BLE001 - any unreadable file is reported and skipped
-            return _Decoded(index, error=_reason(e))
-
-
-def _reason(e: BaseException) -> str:
-    """One line, without the path that the caller already prints."""
-    if isinstance(e, UnidentifiedImageError):
-        return "not an image Pillow can decode"
-    if isinstance(e, OSError) and e.strerror:
-        return e.strerror
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+            return _Decoded(index, error=describe_error(e))
 
 
 def _has_alpha(path: Path) -> bool:
@@ -402,7 +386,7 @@ def _check_writable(folder: Path) -> None:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as e:
-        raise TranslateError(f"cannot write to {folder}: {e.strerror or _reason(e)}") from None
+        raise TranslateError(f"cannot write to {folder}: {e.strerror or describe_error(e)}") from None
 
 
 def _alpha_fallback(job: _Job, fmt: str) -> Path | None:
@@ -463,7 +447,7 @@ def _write(job: _Job, array: np.ndarray, alpha: np.ndarray | None, fmt: str) -> 
     except Exception as e:  # noqa: BLE001 - one file that cannot be written does not stop the others
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        row.update(status="failed", reason=f"cannot write: {_reason(e)}")
+        row.update(status="failed", reason=f"cannot write: {describe_error(e)}")
     return row
 
 
@@ -569,7 +553,7 @@ def convert_folder(
             raise
         except Exception as e:  # noqa: BLE001 - e.g. out of memory even in tiles: the other images go on
             for it in items:
-                finish(_row(todo[it.index], status="failed", reason=f"cannot translate: {_reason(e)}"))
+                finish(_row(todo[it.index], status="failed", reason=f"cannot translate: {describe_error(e)}"))
             return
         for it, out in zip(items, to_uint8(y)):
             pending.append(pool.submit(_write, todo[it.index], out, it.alpha, fmt))
