@@ -18,7 +18,10 @@ demo: $(VENV)/.installed
 	$(BIN)/cyclegan fit --config configs/cyclegan.yaml --config configs/tiny.yaml \
 		--data.root datasets/emoji --trainer.default_root_dir $(DEMO) \
 		--last_checkpoint.dirpath $(DEMO)/checkpoints --seed_everything 0
+	$(BIN)/cyclegan translate --checkpoint $(DEMO)/checkpoints/last.ckpt --input datasets/emoji/testA \
+		--output $(DEMO)/translated --overwrite
 	@echo "sample grids (real | translated | reconstructed): $$(ls -d $(DEMO)/cyclegan/*/samples | tail -n 1)"
+	@echo "test emoji translated A -> B: $(DEMO)/translated"
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
