@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections import deque
 import threading
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.plugins.io import TorchCheckpointIO
+from pytorch_lightning.utilities import rank_zero_warn
 from torchvision.utils import make_grid, save_image
 
 from .data import to_unit_range
@@ -177,3 +179,61 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
+
+
+class TrainingHealth(pl.Callback):
+    """Watches for the GAN failure modes people hit, and warns once each in the console.
+
+    - A discriminator that wins outright: when its accuracy (``train/d_*_acc``) averaged over
+      the last ``window`` iterations stays above ``max_d_accuracy``, the generator's gradient
+      vanishes and it stops improving.
+    - Mode collapse: after each validation the fixed sample images are translated, and the
+      mean pairwise distance between the outputs is divided by that between the inputs
+      (logged as ``val/diversity_ab``). Far below 1 (``min_diversity``), different inputs
+      are being mapped to nearly the same output.
+    """
+
+    def __init__(self, window: int = 200, max_d_accuracy: float = 0.99, min_diversity: float = 0.1,
+                 num_images: int = 8) -> None:
+        self.window, self.max_d_accuracy, self.min_diversity = window, max_d_accuracy, min_diversity
+        self.num_images = num_images
+        self._accuracy: dict[str, deque] = {}
+        self._warned: set[str] = set()
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            rank_zero_warn(message)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        for key, value in trainer.callback_metrics.items():
+            if key.startswith("train/d_") and key.endswith("_acc"):
+                history = self._accuracy.setdefault(key, deque(maxlen=self.window))
+                history.append(float(value))
+                if len(history) == self.window and sum(history) / self.window > self.max_d_accuracy:
+                    name = key.removeprefix("train/").removesuffix("_acc").upper()
+                    self._warn_once(key, f"{name} has classified {sum(history) / self.window:.1%} of patches right over "
+                                         f"the last {self.window} iterations: it is winning outright and the generator's "
+                                         "gradient may vanish (try a smaller discriminator or lr, or the lsgan loss)")
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        datamodule = trainer.datamodule
+        if trainer.sanity_checking or datamodule is None or not hasattr(datamodule, "sample_batch"):
+            return
+        real_a = datamodule.sample_batch(self.num_images)["A"].to(pl_module.device)
+        if len(real_a) < 2:
+            return
+        with torch.no_grad():
+            fake_b = pl_module(real_a)
+        diversity = (_mean_pairwise_l1(fake_b) / _mean_pairwise_l1(real_a).clamp_min(1e-8)).item()
+        pl_module.log("val/diversity_ab", diversity, sync_dist=True)
+        if diversity < self.min_diversity:
+            self._warn_once("diversity", f"translations of different images differ {diversity:.2f}x as much as the "
+                                         "images themselves: the generator may be collapsing onto a few outputs")
+
+
+def _mean_pairwise_l1(x: torch.Tensor) -> torch.Tensor:
+    """Mean per-pixel L1 distance over all pairs of images in x (N, C, H, W)."""
+    flat = x.flatten(1).float()
+    n = flat.shape[0]
+    return torch.cdist(flat, flat, p=1).sum() / (n * (n - 1) * flat.shape[1])

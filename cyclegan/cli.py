@@ -18,7 +18,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from .callbacks import AtomicCheckpointIO, GracefulStop, LastCheckpoint, SampleGrid, run_dir
+from .callbacks import AtomicCheckpointIO, GracefulStop, LastCheckpoint, SampleGrid, TrainingHealth, run_dir
 from .checkpoint import CheckpointError
 from .data import DataError, UnpairedImageDataModule
 from .optim import NonFiniteLossError
@@ -91,6 +91,7 @@ class CycleGANCLI(LightningCLI):
         })
         parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
         parser.add_lightning_class_args(SampleGrid, "samples")
+        parser.add_lightning_class_args(TrainingHealth, "health")
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config

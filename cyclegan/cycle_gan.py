@@ -25,7 +25,8 @@ from .networks import (
     samples_independent,
 )
 from .optim import (
-    NonFiniteGuard, adam_with_linear_decay, count_iterations_not_optimizer_steps, offset_seeds_per_rank, set_epoch,
+    NonFiniteGuard, adam_with_linear_decay, count_iterations_not_optimizer_steps, grad_norm, offset_seeds_per_rank,
+    set_epoch,
 )
 
 
@@ -152,6 +153,7 @@ class CycleGAN(pl.LightningModule):
                 return  # fakes from a broken forward pass would poison D and the pools too
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(g["loss_g"])
+            g_norm = grad_norm(itertools.chain(self.G_AB.parameters(), self.G_BA.parameters()))
             opt_g.step()
 
         # 2. Discriminators, on real images and on fakes drawn from the history pools.
@@ -169,8 +171,9 @@ class CycleGAN(pl.LightningModule):
         logs = {f"train/{k}": v.detach() for k, v in g.items() if k.startswith("loss")}
         logs.update({
             "train/loss_d_a": d_a.loss.detach(), "train/loss_d_b": d_b.loss.detach(),
-            "train/d_a_real": d_a.score_real, "train/d_a_fake": d_a.score_fake,
-            "train/d_b_real": d_b.score_real, "train/d_b_fake": d_b.score_fake,
+            "train/d_a_real": d_a.score_real, "train/d_a_fake": d_a.score_fake, "train/d_a_acc": d_a.accuracy,
+            "train/d_b_real": d_b.score_real, "train/d_b_fake": d_b.score_fake, "train/d_b_acc": d_b.accuracy,
+            "train/grad_norm_g": g_norm,
             "train/lr_g": opt_g.param_groups[0]["lr"], "train/lr_d": opt_d.param_groups[0]["lr"],
             "train/skipped_updates": float(self.guard.skipped),
         })

@@ -63,6 +63,11 @@ class DiscriminatorLoss(NamedTuple):
     loss: torch.Tensor
     score_real: torch.Tensor  # mean D output on real images, for logging
     score_fake: torch.Tensor  # mean D output on (pooled) fakes
+    accuracy: torch.Tensor  # share of patches D classifies right (real above, fake below its threshold)
+
+
+# The score that separates "real" from "fake": LSGAN regresses to 1 and 0, the others are logits or critics.
+_DECISION = {"lsgan": 0.5, "vanilla": 0.0, "hinge": 0.0, "wgangp": 0.0}
 
 
 def discriminator_loss(
@@ -82,4 +87,7 @@ def discriminator_loss(
     )
     if mode == "wgangp":
         loss = loss + lambda_gp * gradient_penalty(discriminator, real, fake)
-    return DiscriminatorLoss(loss, pred_real.detach().mean(), pred_fake.detach().mean())
+    pred_real, pred_fake = pred_real.detach(), pred_fake.detach()
+    t = _DECISION[mode]
+    accuracy = 0.5 * ((pred_real > t).float().mean() + (pred_fake < t).float().mean())
+    return DiscriminatorLoss(loss, pred_real.mean(), pred_fake.mean(), accuracy)

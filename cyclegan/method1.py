@@ -20,7 +20,8 @@ from .networks import (
     DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator, init_weights, samples_independent,
 )
 from .optim import (
-    NonFiniteGuard, adam_with_linear_decay, count_iterations_not_optimizer_steps, offset_seeds_per_rank, set_epoch,
+    NonFiniteGuard, adam_with_linear_decay, count_iterations_not_optimizer_steps, grad_norm, offset_seeds_per_rank,
+    set_epoch,
 )
 
 
@@ -86,6 +87,7 @@ class Method1(pl.LightningModule):
                 return
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(loss_g)
+            g_norm = grad_norm(self.G_AB.parameters())
             opt_g.step()
 
         with self.toggled_optimizer(opt_d):
@@ -101,7 +103,8 @@ class Method1(pl.LightningModule):
         n = real_a.shape[0]
         self.log_dict({
             "train/loss_g": loss_g.detach(), "train/loss_g_adv_ab": loss_g.detach(), "train/loss_d_b": d_b.loss.detach(),
-            "train/d_b_real": d_b.score_real, "train/d_b_fake": d_b.score_fake,
+            "train/d_b_real": d_b.score_real, "train/d_b_fake": d_b.score_fake, "train/d_b_acc": d_b.accuracy,
+            "train/grad_norm_g": g_norm,
             "train/lr_g": opt_g.param_groups[0]["lr"], "train/lr_d": opt_d.param_groups[0]["lr"],
             "train/skipped_updates": float(self.guard.skipped),
         }, on_step=True, on_epoch=False, batch_size=n)

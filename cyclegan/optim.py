@@ -114,3 +114,9 @@ class NonFiniteGuard:
 
     def step_done(self) -> None:
         self.in_a_row = 0
+
+
+def grad_norm(parameters) -> torch.Tensor:
+    """L2 norm of all gradients together: a generator whose gradient vanishes stops learning."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads else torch.zeros(())

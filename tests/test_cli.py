@@ -27,8 +27,10 @@ def _fit(model: str, root: Path, runs: Path, *extra: str):
 @pytest.mark.parametrize("model, directions, keys", [
     ("cyclegan", ["a2b", "b2a"], ["train/loss_g_adv_ab", "train/loss_g_adv_ba", "train/loss_cycle_a",
                                   "train/loss_cycle_b", "train/loss_idt_a", "train/loss_idt_b", "train/loss_d_a",
-                                  "train/loss_d_b", "train/d_b_real", "train/d_b_fake", "train/lr_g"]),
-    ("method1", ["a2b"], ["train/loss_g_adv_ab", "train/loss_d_b", "train/d_b_real", "train/d_b_fake", "train/lr_d"]),
+                                  "train/loss_d_b", "train/d_b_real", "train/d_b_fake", "train/lr_g",
+                                  "train/d_a_acc", "train/grad_norm_g"]),
+    ("method1", ["a2b"], ["train/loss_g_adv_ab", "train/loss_d_b", "train/d_b_real", "train/d_b_fake", "train/lr_d",
+                            "train/d_b_acc", "train/grad_norm_g"]),
 ])
 def test_fit_writes_checkpoint_that_load_generator_reproduces_and_offline_wandb_run(
     tiny_root, tmp_path, model, directions, keys
