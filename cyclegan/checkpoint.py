@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 from dataclasses import asdict
@@ -33,6 +34,15 @@ def translator_meta(module: Any, *, directions: dict[str, str]) -> dict[str, Any
         "output_nc": hp.output_nc,
         "directions": directions,
     }
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks: names the exact weights behind a result."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -173,6 +173,8 @@ def build_cli(args: list[str] | None = None, *, run: bool = True) -> CycleGANCLI
 TOOLS: dict[str, tuple[str, str]] = {
     "translate": ("cyclegan.translate", "main"),
     "export": ("cyclegan.export", "main"),
+    "evaluate": ("cyclegan.evaluate", "main_evaluate"),
+    "compare": ("cyclegan.evaluate", "main_compare"),
 }
 
 

@@ -24,9 +24,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .checkpoint import CheckpointError, load_generator, read_checkpoint
+from .checkpoint import CheckpointError, load_generator, read_checkpoint, sha256_file
 from .data import DataError, list_images
-from .translate import Translator, prepare_image, publish, sha256_file, to_tensor
+from .translate import Translator, prepare_image, publish, to_tensor
 
 FORMATS = {"torchscript": ".pt", "onnx": ".onnx"}
 DEFAULT_TOLERANCE = {"torchscript": 1e-4, "onnx": 1e-3}

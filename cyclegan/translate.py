@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import math
 import os
 import sys
@@ -39,7 +38,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .checkpoint import CheckpointError, load_generator
+from .checkpoint import CheckpointError, load_generator, sha256_file
 from .data import IMAGE_EXTENSIONS, DataError, describe_error, list_images, normalize_image
 from .tiling import NormStats, reflect_pad, round_up, tiled_forward
 
@@ -207,14 +206,6 @@ def load_translator(
         return load_exported(path, direction=direction, device=resolve_device(device), precision=precision)
     generator = load_generator(path, direction or "a2b")
     return Translator.from_module(generator, device=resolve_device(device), precision=precision)
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ from PIL import Image
 from cyclegan.cli import main as cli_main
 from cyclegan.networks import GeneratorConfig, build_generator
 from cyclegan.tiling import tiled_forward
-from cyclegan.translate import Translator, main, sha256_file, translate_image, translate_tensor
+from cyclegan.checkpoint import sha256_file
+from cyclegan.translate import Translator, main, translate_image, translate_tensor
 from conftest import write_images
 
 TINY = GeneratorConfig(ngf=8, n_blocks=2)

