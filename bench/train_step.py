@@ -188,7 +188,12 @@ class _Timer:
 def _peak_memory_mb() -> float:
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    # VmHWM belongs to this process's address space; ru_maxrss would also count the parent's
+    # peak from before the spawn (Linux keeps it across exec).
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def time_ours(kind: str, size: int, precision: str, args, queue) -> None:
@@ -223,7 +228,7 @@ def time_ours(kind: str, size: int, precision: str, args, queue) -> None:
         accelerator="auto", devices=1,
     )
     trainer.fit(model, DataLoader(_Memory(n * args.batch), batch_size=args.batch))
-    queue.put({"ms": 1000 * statistics.median(timer.times[args.warmup:]), "peak_mb": _peak_memory_mb()})
+    queue.put({"ms": [1000 * t for t in timer.times[args.warmup:]], "peak_mb": _peak_memory_mb()})
 
 
 def time_reference(kind: str, size: int, args, queue) -> None:
@@ -245,7 +250,7 @@ def time_reference(kind: str, size: int, args, queue) -> None:
         timer.start()
         step()
         timer.stop()
-    queue.put({"ms": 1000 * statistics.median(timer.times[args.warmup:]), "peak_mb": _peak_memory_mb()})
+    queue.put({"ms": [1000 * t for t in timer.times[args.warmup:]], "peak_mb": _peak_memory_mb()})
 
 
 def count_flops(kind: str, size: int, args) -> float:
@@ -295,8 +300,9 @@ def main() -> None:
     parser.add_argument("--precision", nargs="+", default=["32", "bf16-mixed"], choices=["32", "bf16-mixed", "16-mixed"])
     parser.add_argument("--compile", action="store_true", help="torch.compile the networks (ours only)")
     parser.add_argument("--models", nargs="+", default=["cyclegan", "method1"], choices=["cyclegan", "method1"])
-    parser.add_argument("--steps", type=int, default=5, help="timed iterations (median reported)")
+    parser.add_argument("--steps", type=int, default=5, help="timed iterations per round (median over all reported)")
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating reference/ours measurements")
     parser.add_argument("--ngf", type=int, default=64)
     parser.add_argument("--ndf", type=int, default=64)
     parser.add_argument("--n-blocks", type=int, default=9)
@@ -313,14 +319,24 @@ def main() -> None:
         for size in args.size:
             same = check_same_math(kind, size, args)
             flops = count_flops(kind, size, args)
-            ref = _in_subprocess(time_reference, kind, size, args)
+            # Rounds alternate reference and ours, so that drifting machine load (a shared
+            # VM varies by +-20% here) hits both alike; medians over all timed steps.
+            times = {"reference": [], **{p: [] for p in args.precision}}
+            peaks = {k: 0.0 for k in times}
+            for _ in range(args.rounds):
+                for key in times:
+                    r = (_in_subprocess(time_reference, kind, size, args) if key == "reference"
+                         else _in_subprocess(time_ours, kind, size, key, args))
+                    times[key] += r["ms"]
+                    peaks[key] = max(peaks[key], r["peak_mb"])
+            ref = {"ms": statistics.median(times["reference"]), "peak_mb": peaks["reference"]}
             row = {"model": kind, "size": size, "gflop": flops / 1e9, "reference_ms": ref["ms"],
                    "reference_peak_mb": ref["peak_mb"], **same}
             for precision in args.precision:
-                ours = _in_subprocess(time_ours, kind, size, precision, args)
-                row[f"ours_{precision}_ms"] = ours["ms"]
-                row[f"ours_{precision}_peak_mb"] = ours["peak_mb"]
-                row[f"speedup_{precision}"] = ref["ms"] / ours["ms"]
+                ms = statistics.median(times[precision])
+                row[f"ours_{precision}_ms"] = ms
+                row[f"ours_{precision}_peak_mb"] = peaks[precision]
+                row[f"speedup_{precision}"] = ref["ms"] / ms
             rows.append(row)
             line = (f"{kind:8s} {size:4d}px  {flops / 1e9:8.1f} GFLOP  ref {ref['ms']:8.1f} ms "
                     f"({flops / ref['ms'] / 1e6:6.0f} GFLOP/s, {ref['peak_mb']:.0f} MB)")

@@ -56,7 +56,10 @@ def _children_peak_mb() -> float:
 
 
 def peak_memory_mb(device: torch.device, children_before: float) -> dict:
-    memory = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    # VmHWM is this process's own peak; ru_maxrss would include the parent's from before exec.
+    hwm = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
+               if line.startswith("VmHWM:"))
+    memory = {"peak_rss_mb": round(hwm / 1024, 1)}
     children = _children_peak_mb()
     if children > children_before:  # forked workers: their RSS counts pages shared with the main process
         memory["peak_worker_rss_mb"] = round(children, 1)

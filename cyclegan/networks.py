@@ -255,10 +255,19 @@ def samples_independent(net: nn.Module) -> bool:
     return not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
 
 
+# Batching pays on a GPU, and on a CPU only for small images: measured on 2 cores, three
+# ResNet-9 passes (forward + backward) at 64 px took 0.25 s batched vs 0.27 s apart, at
+# 128 px the same, at 256 px 4.5-5.3 s batched vs 3.9 s apart (the batch outgrows the caches).
+_CPU_BATCH_MAX_PIXELS = 128 * 128
+
+
 def call_batched(net: nn.Module, *inputs: torch.Tensor, together: bool) -> tuple[torch.Tensor, ...]:
-    """``tuple(net(x) for x in inputs)``, computed in one call when ``together`` and shapes allow."""
-    if together and len({x.shape for x in inputs}) == 1:
-        return net(torch.cat(inputs)).split(inputs[0].shape[0])
+    """``tuple(net(x) for x in inputs)``, computed in one call when ``together``, the shapes
+    allow, and batching is faster on this device at this size."""
+    x = inputs[0]
+    pays = x.is_cuda or x.shape[-2] * x.shape[-1] <= _CPU_BATCH_MAX_PIXELS
+    if together and pays and len({x.shape for x in inputs}) == 1:
+        return net(torch.cat(inputs)).split(x.shape[0])
     return tuple(net(x) for x in inputs)
 
 
