@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -18,8 +19,10 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from .callbacks import AtomicCheckpointIO, GracefulStop, LastCheckpoint, SampleGrid, TrainingHealth, run_dir
-from .checkpoint import CheckpointError
+from .callbacks import (
+    AtomicCheckpointIO, GracefulStop, LastCheckpoint, SampleGrid, TrainingHealth, ValidationMetrics, run_dir,
+)
+from .checkpoint import CheckpointError, fail
 from .data import DataError, UnpairedImageDataModule
 from .optim import NonFiniteLossError
 from .tracking import WandbLogger, announce
@@ -92,6 +95,7 @@ class CycleGANCLI(LightningCLI):
         parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
         parser.add_lightning_class_args(SampleGrid, "samples")
         parser.add_lightning_class_args(TrainingHealth, "health")
+        parser.add_lightning_class_args(ValidationMetrics, "val_metrics")
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -181,17 +185,18 @@ TOOLS: dict[str, tuple[str, str]] = {
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``cyclegan`` console script."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    if "--debug" in argv:  # tracebacks instead of one-line errors, for every command
+        argv.remove("--debug")
+        os.environ["CYCLEGAN_DEBUG"] = "1"
     if argv and argv[0] in TOOLS:
         module, function = TOOLS[argv[0]]
         raise SystemExit(getattr(importlib.import_module(module), function)(argv[1:]))
     try:
         build_cli(argv)
     except (DataError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(fail(e)) from None
     except NonFiniteLossError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(1) from None
+        raise SystemExit(fail(e, code=1)) from None
 
 
 if __name__ == "__main__":

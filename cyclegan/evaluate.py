@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from . import metrics as M
-from .checkpoint import CheckpointError, load_generator, read_checkpoint
+from .checkpoint import CheckpointError, fail, load_generator, read_checkpoint
 from .data import IMAGE_EXTENSIONS, DataError, list_images, read_image
 
 FILTERS = {
@@ -507,8 +507,7 @@ def main_evaluate(argv: list[str] | None = None) -> int:
         translators, extractor = _setup(args, [args.name])
         ev = _run(args, translators, extractor)
     except (DataError, CheckpointError, M.MetricsError, EvaluationError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return fail(e)
     out = args.out or _default_out("evaluate")
     out.mkdir(parents=True, exist_ok=True)
     from .report import write_json
@@ -547,8 +546,7 @@ def main_compare(argv: list[str] | None = None) -> int:
         translators, extractor = _setup(args, args.name or [None] * len(args.checkpoint))
         ev = _run(args, translators, extractor)
     except (DataError, CheckpointError, M.MetricsError, EvaluationError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return fail(e)
     from .report import write_report
 
     out = args.out or _default_out("compare")

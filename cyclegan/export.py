@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .checkpoint import CheckpointError, load_generator, read_checkpoint, sha256_file
+from .checkpoint import CheckpointError, fail, load_generator, read_checkpoint, sha256_file
 from .data import DataError, list_images
 from .translate import Translator, prepare_image, publish, to_tensor
 
@@ -208,8 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             os.unlink(tmp)
             raise
     except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return fail(e)
     (h1, w1), (h2, w2) = _sizes(metadata["stride"])[1:]
     on_images = f" and {len(images)} images" if images else ""
     print(f"parity: max |{args.fmt} - pytorch| = {difference:.2e} on random {h1}x{w1} and {h2}x{w2} inputs"

@@ -38,7 +38,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .checkpoint import CheckpointError, load_generator, sha256_file
+from .checkpoint import CheckpointError, fail, load_generator, sha256_file
 from .data import IMAGE_EXTENSIONS, DataError, describe_error, list_images, normalize_image
 from .tiling import NormStats, reflect_pad, round_up, tiled_forward
 
@@ -642,8 +642,7 @@ def main(argv: list[str] | None = None) -> int:
             checkpoint_sha256=sha256_file(args.checkpoint), progress=not args.quiet,
         )
     except (CheckpointError, TranslateError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return fail(e)
     print(summary)
     return 1 if summary.failed else 0
 

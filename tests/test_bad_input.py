@@ -1,6 +1,7 @@
 """Training on folders with broken and awkward files: report, skip, never crash."""
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,70 @@ def test_training_runs_over_the_corpus(corpus, tmp_path):
                          default_root_dir=tmp_path)
     trainer.fit(model, dm)
     assert trainer.global_step == len(dm.train_set)  # a full epoch, bad files and all
+
+
+def _tree_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*")
+            if p.is_file() and not p.is_symlink() and os.access(p, os.R_OK)}
+
+
+def test_conversion_converts_every_readable_file_reports_the_rest_and_modifies_nothing(corpus, tmp_path, capsys):
+    import csv
+
+    from cyclegan.translate import main
+    from test_translate import make_checkpoint
+
+    folder, cases = corpus
+    before = _tree_bytes(folder)
+    ckpt = make_checkpoint(tmp_path / "tiny.ckpt")
+    out = tmp_path / "out"
+    rc = main(["--checkpoint", str(ckpt), "--input", str(folder), "--output", str(out), "--workers", "0", "--quiet"])
+    assert rc == 1  # some files failed
+    rows = {Path(r["input"]).resolve(): r for r in csv.DictReader(open(out / "manifest.csv"))}
+    for name, (path, expected) in cases.items():
+        row = rows.get(path.resolve()) or rows.get(path.absolute())
+        if expected == "ignore":
+            assert row is None, name
+        elif expected == "ok":
+            assert row is not None and row["status"] == "converted", (name, row)
+            assert Path(row["output"]).is_file()
+        else:
+            assert row is not None and row["status"] == "failed" and row["reason"], (name, row)
+    truncated = rows[cases["truncated JPEG"][0].resolve()]
+    assert truncated["status"] == "failed"
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert _tree_bytes(folder) == before  # inputs untouched
+
+
+@pytest.mark.parametrize("case", ["missing", "random .pt", "truncated .ckpt", "direction the model lacks",
+                                  "output cannot be written"])
+def test_bad_arguments_get_one_line_and_exit_code_2(tmp_path, capsys, case):
+    from cyclegan.translate import main
+    from test_translate import make_checkpoint
+    from conftest import write_images
+
+    src = tmp_path / "in"
+    write_images(src, 1)
+    ckpt = make_checkpoint(tmp_path / "m1.ckpt", kind="method1")
+    out, direction = tmp_path / "out", "a2b"
+    if case == "missing":
+        ckpt = tmp_path / "nope.ckpt"
+    elif case == "random .pt":
+        ckpt = tmp_path / "random.pt"
+        torch.save({"weights": torch.zeros(3)}, ckpt)
+    elif case == "truncated .ckpt":
+        data = (tmp_path / "m1.ckpt").read_bytes()
+        ckpt = tmp_path / "truncated.ckpt"
+        ckpt.write_bytes(data[: len(data) // 2])
+    elif case == "direction the model lacks":
+        direction = "b2a"
+    else:
+        (tmp_path / "file").write_text("a file, not a folder")
+        out = tmp_path / "file" / "out"
+    rc = main(["--checkpoint", str(ckpt), "--input", str(src), "--output", str(out), "--direction", direction,
+               "--workers", "0", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    assert str(ckpt) in err[0] or str(out.parent) in err[0] or case == "direction the model lacks"
