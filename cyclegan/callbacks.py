@@ -6,6 +6,7 @@ import os
 import signal
 from collections import deque
 import threading
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -96,7 +97,11 @@ class LastCheckpoint(ModelCheckpoint):
         super().__init__(dirpath=dirpath, save_last=True, save_top_k=0, every_n_train_steps=every_n_train_steps)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args, **kwargs) -> None:
-        super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
+        with warnings.catch_warnings():
+            # Lightning suggests saving the weights from before the step; after it is what we
+            # want: weights, optimizer state and step counter then agree.
+            warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+            super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
         final_step = 0 < trainer.max_steps <= trainer.global_step
         final_epoch = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs > 0
         final_batch = final_step or (final_epoch and trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
