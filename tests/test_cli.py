@@ -108,3 +108,18 @@ def test_cli_reports_empty_folder_in_one_line(tmp_path):
         result.stderr.strip().splitlines()[-1].startswith(f"error: no images (")
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "runs" / "wandb").exists()  # failed before creating a W&B run
+
+
+def test_validation_kid_and_paired_metrics_select_the_best_checkpoint(tiny_root, tmp_path):
+    # testA/testB hold the same file names: a paired validation set.
+    cli = _fit("cyclegan", tiny_root, tmp_path / "runs", "--trainer.max_epochs", "2", "--val_metrics.every_n_epochs", "1",
+               "--checkpoint.monitor", "val/kid_ab", "--checkpoint.mode", "min", "--checkpoint.save_top_k", "1",
+               "--checkpoint.every_n_epochs", "1", "--trainer.logger", "false")
+    metrics = cli.trainer.callback_metrics
+    for key in ("val/kid_ab", "val/kid_ab_std", "val/rmse_ab", "val/pixel_acc_ab", "val/ssim_ab", "val/edge_f1_ab",
+                "val/diversity_ab", "val/loss_cycle_a"):
+        assert key in metrics and torch.isfinite(metrics[key]), key
+    assert 0 <= metrics["val/pixel_acc_ab"] <= 1 and metrics["val/rmse_ab"] > 0
+    best = cli.trainer.checkpoint_callback
+    assert best.best_model_path and Path(best.best_model_path).is_file()
+    assert best.best_model_score == min(best.best_k_models.values())
