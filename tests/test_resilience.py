@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -39,8 +40,11 @@ def test_same_seed_same_losses(tiny_root, tmp_path):
 
 
 def _start(args: list[str], cwd: Path) -> subprocess.Popen:
+    # A fresh W&B service, as a shell would start: inheriting this test process's service would
+    # leave the killed run registered in it, which no real resume meets.
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
     return subprocess.Popen([sys.executable, "-m", "cyclegan.cli", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, env=env)
 
 
 def _wait_for_step(ckpt_glob, root: Path, step: int, proc: subprocess.Popen, timeout: float = 120) -> Path:
@@ -69,13 +73,16 @@ def test_sigkill_then_resume_last_continues_everything(tiny_root, tmp_path):
     assert ckpt.parent.parent.name == run_id
 
     target = saved["global_step"] + 5
-    cli = build_cli(_args(tiny_root, runs, "--trainer.max_steps", str(target), "--ckpt_path", "last"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli = build_cli(_args(tiny_root, runs, "--trainer.max_steps", str(target), "--ckpt_path", "last"))
+    assert not [w for w in caught if "W&B" in str(w.message)], [str(w.message) for w in caught]
     assert cli.trainer.global_step == target
     opt_g, _ = (o.optimizer for o in cli.model.optimizers())
     assert {int(s["step"]) for s in opt_g.state.values()} == {target}  # Adam resumed, not restarted
     assert cli.trainer.current_epoch >= saved["epoch"]
     assert len(cli.model.pool_a) == min(50, target)  # the pool came back, then grew
-    assert cli.trainer.logger.version == run_id  # the same W&B run
+    assert cli.trainer.logger.version == run_id and not cli.trainer.logger.disabled  # the same W&B run
     assert len(list(runs.glob(f"wandb/offline-run-*-{run_id}"))) == 2  # both sessions, one id
     assert not list(runs.rglob("*.tmp-*"))
 
