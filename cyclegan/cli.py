@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -172,6 +173,9 @@ def build_cli(args: list[str] | None = None, *, run: bool = True) -> CycleGANCLI
     )
 
 
+# main() hands LightningCLI the arguments explicitly (less --debug); that is intended here.
+warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+
 # Commands beside Lightning's fit/validate/...: name -> (module, function taking the
 # remaining arguments and returning an exit code). Imported only when used.
 TOOLS: dict[str, tuple[str, str]] = {
@@ -188,6 +192,9 @@ def main(argv: list[str] | None = None) -> None:
     if "--debug" in argv:  # tracebacks instead of one-line errors, for every command
         argv.remove("--debug")
         os.environ["CYCLEGAN_DEBUG"] = "1"
+    if not argv or argv[0] in ("-h", "--help"):
+        print("commands: fit, validate, test, predict (Lightning); " + ", ".join(TOOLS)
+              + "\n`cyclegan COMMAND --help` lists a command's options\n")
     if argv and argv[0] in TOOLS:
         module, function = TOOLS[argv[0]]
         raise SystemExit(getattr(importlib.import_module(module), function)(argv[1:]))
