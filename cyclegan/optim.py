@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 
 import pytorch_lightning as pl
-from pytorch_lightning.utilities import rank_zero_info
-from pytorch_lightning.core.optimizer import LightningOptimizer
 import torch
+from pytorch_lightning.core.optimizer import LightningOptimizer
+from pytorch_lightning.utilities import rank_zero_info
 from torch.optim.lr_scheduler import LambdaLR
 
 from .image_pool import ImagePool
@@ -61,7 +62,9 @@ def set_epoch(module: pl.LightningModule) -> None:
     for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
         if scheduler.last_epoch != module.current_epoch:
             scheduler.last_epoch = module.current_epoch - 1
-            scheduler.step()  # last_epoch = current_epoch; lr = base_lr * factor(current_epoch)
+            with warnings.catch_warnings():  # "step() before optimizer.step()": we set the epoch, skip nothing
+                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
+                scheduler.step()  # last_epoch = current_epoch; lr = base_lr * factor(current_epoch)
 
 
 def count_iterations_not_optimizer_steps(opt_d: LightningOptimizer) -> None:
