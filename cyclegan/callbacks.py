@@ -17,7 +17,7 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.utilities import rank_zero_warn
 from torchvision.utils import make_grid, save_image
 
-from .data import to_unit_range
+from .data import stack_cropped, to_unit_range
 from .tracking import WandbLogger
 
 
@@ -45,12 +45,12 @@ class SampleGrid(pl.Callback):
     def __init__(self, num_images: int = 4, every_n_steps: int = 500) -> None:
         self.num_images, self.every_n_steps = num_images, every_n_steps
         self._batch: dict[str, torch.Tensor] | None = None
+        self._last_step: int | None = None
         self.last_path: Path | None = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        datamodule = trainer.datamodule
+        datamodule = trainer.datamodule  # Lightning has run its setup by now
         if datamodule is not None and hasattr(datamodule, "sample_batch"):
-            datamodule.setup("fit")
             self._batch = datamodule.sample_batch(self.num_images)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -65,8 +65,9 @@ class SampleGrid(pl.Callback):
         self.log_grid(trainer, pl_module)
 
     def log_grid(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._batch is None or not trainer.is_global_zero:
-            return
+        if self._batch is None or not trainer.is_global_zero or self._last_step == trainer.global_step:
+            return  # (a skipped non-finite update leaves the step where it was)
+        self._last_step = trainer.global_step
         was_training = pl_module.training
         pl_module.eval()
         columns = pl_module.sample_columns(
@@ -204,6 +205,7 @@ class TrainingHealth(pl.Callback):
         self.num_images = num_images
         self._accuracy: dict[str, deque] = {}
         self._warned: set[str] = set()
+        self._batches = 0
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
@@ -211,13 +213,18 @@ class TrainingHealth(pl.Callback):
             rank_zero_warn(message)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        self._batches += 1
         for key, value in trainer.callback_metrics.items():
             if key.startswith("train/d_") and key.endswith("_acc"):
                 history = self._accuracy.setdefault(key, deque(maxlen=self.window))
-                history.append(float(value))
-                if len(history) == self.window and sum(history) / self.window > self.max_d_accuracy:
+                history.append(value.detach() if isinstance(value, torch.Tensor) else torch.tensor(float(value)))
+                # Read back (a device sync) every 50 iterations once the window is full, not every one.
+                if len(history) < self.window or self._batches % 50:
+                    continue
+                accuracy = torch.stack(list(history)).float().mean().item()
+                if accuracy > self.max_d_accuracy:
                     name = key.removeprefix("train/").removesuffix("_acc").upper()
-                    self._warn_once(key, f"{name} has classified {sum(history) / self.window:.1%} of patches right over "
+                    self._warn_once(key, f"{name} has classified {accuracy:.1%} of patches right over "
                                          f"the last {self.window} iterations: it is winning outright and the generator's "
                                          "gradient may vanish (try a smaller discriminator or lr, or the lsgan loss)")
 
@@ -289,9 +296,13 @@ class ValidationMetrics(pl.Callback):
                 or (trainer.current_epoch + 1) % self.every_n_epochs):
             return
         n = min(self.max_images, len(dataset.files_a), len(dataset.files_b))
+        if n < 2:
+            rank_zero_warn(f"validation KID needs at least 2 images per domain, the validation set has {n}; skipped")
+            self.every_n_epochs = 0
+            return
         items = [dataset[i] for i in range(n)]
-        real_a = torch.stack([it["A"] for it in items])
-        real_b = _to_uint8(torch.stack([it["B"] for it in items]))
+        real_a = stack_cropped([it["A"] for it in items])
+        real_b = _to_uint8(stack_cropped([it["B"] for it in items]))
         with torch.no_grad():
             fake_b = _to_uint8(torch.cat([pl_module(real_a[i:i + 16].to(pl_module.device)).cpu()
                                           for i in range(0, n, 16)]))

@@ -303,7 +303,14 @@ class UnpairedImageDataModule(pl.LightningDataModule):
     def sample_batch(self, n: int) -> dict[str, torch.Tensor]:
         """The first ``n`` validation images of each domain, stacked: a fixed set for sample grids."""
         items = [self.val_set[i] for i in range(min(n, len(self.val_set)))]
-        return {k: torch.stack([it[k] for it in items]) for k in ("A", "B")}
+        return {k: stack_cropped([it[k] for it in items]) for k in ("A", "B")}
+
+
+def stack_cropped(images: list[torch.Tensor]) -> torch.Tensor:
+    """Stack (C, H, W) tensors, centre-cropped to their common size when they differ
+    (``preprocess: none`` keeps each image's own size, padded to a multiple of 4)."""
+    h, w = min(x.shape[-2] for x in images), min(x.shape[-1] for x in images)
+    return torch.stack([x[..., (x.shape[-2] - h) // 2:][..., :h, (x.shape[-1] - w) // 2:][..., :w] for x in images])
 
 
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:

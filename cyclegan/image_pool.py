@@ -40,6 +40,8 @@ class ImagePool:
     def query(self, images: torch.Tensor) -> torch.Tensor:
         if self.size == 0:
             return images
+        if self.images and self.images[0].device != images.device:  # e.g. restored on the CPU: move once
+            self.images = [im.to(images.device) for im in self.images]
         out = []
         for image in images.detach():
             if len(self.images) < self.size:
@@ -47,7 +49,7 @@ class ImagePool:
                 out.append(image)
             elif torch.rand((), generator=self._rng).item() > 0.5:
                 i = int(torch.randint(self.size, (), generator=self._rng))
-                out.append(self.images[i].to(images.device))
+                out.append(self.images[i])
                 self.images[i] = image.clone()
             else:
                 out.append(image)

@@ -111,18 +111,22 @@ class NonFiniteGuard:
     def finite(self, module: pl.LightningModule, losses: dict[str, torch.Tensor]) -> bool:
         """True if every loss is finite; otherwise count the skip, or raise after ``patience``."""
         values = {k: v for k, v in losses.items() if k.startswith("loss")}
-        if torch.stack([v.detach().float() for v in values.values()]).isfinite().all():  # one device sync
+        ok = bool(torch.stack([v.detach().float() for v in values.values()]).isfinite().all())  # one device sync
+        if module.trainer.world_size > 1:  # every rank must skip (or not) together, or DDP's all-reduce hangs
+            ok = module.trainer.strategy.reduce_boolean_decision(ok, all=True)
+        if ok:
             return True
         self.skipped += 1
         self.in_a_row += 1
-        bad = next(k for k, v in values.items() if not torch.isfinite(v))
+        bad = next((k for k, v in values.items() if not torch.isfinite(v)), None)
+        what = f"{bad} was {values[bad].item()}" if bad else "a loss on another DDP rank was not finite"
         if self.in_a_row >= self.patience:
             last = [c.last_model_path for c in module.trainer.checkpoint_callbacks if c.last_model_path]
             raise NonFiniteLossError(
-                f"training stopped: {bad} was {values[bad].item()} for {self.in_a_row} iterations in a row "
+                f"training stopped: {what} for {self.in_a_row} iterations in a row "
                 f"(at step {module.global_step}); last good checkpoint: {last[0] if last else 'none written yet'}"
             )
-        rank_zero_info(f"warning: {bad} is {values[bad].item()} at step {module.global_step}; skipping this update")
+        rank_zero_info(f"warning: {what} at step {module.global_step}; skipping this update")
         return False
 
     def step_done(self) -> None:

@@ -99,3 +99,13 @@ def test_preprocess_modes_produce_crop_size():
             assert out.shape == (3, 32, 32), mode
     out = build_transform(preprocess="none", load_size=40, crop_size=32, flip=False, train=True)(image=image)["image"]
     assert out.shape == (3, 32, 52)  # padded to multiples of 4
+
+
+def test_preprocess_none_keeps_sizes_and_sample_batch_crops_to_a_common_one(tmp_path):
+    write_images(tmp_path / "d" / "trainA", 1, size=(40, 36))
+    write_images(tmp_path / "d" / "trainA", 1, size=(48, 44), prefix="big")
+    write_images(tmp_path / "d" / "trainB", 2, size=(40, 40))
+    dm = UnpairedImageDataModule(str(tmp_path / "d"), preprocess="none", num_workers=0)
+    dm.setup("fit")
+    assert {tuple(dm.val_set[i]["A"].shape) for i in range(2)} == {(3, 44, 48), (3, 36, 40)}  # (C, H, W)
+    assert dm.sample_batch(2)["A"].shape == (2, 3, 36, 40)

@@ -36,7 +36,7 @@ class _Trainer:
 
 def test_warns_once_when_the_discriminator_wins_outright():
     health = TrainingHealth(window=5, max_d_accuracy=0.99)
-    for _ in range(4):
+    for _ in range(49):  # the window is read every 50 iterations
         health.on_train_batch_end(_Trainer({"train/d_b_acc": torch.tensor(1.0)}), None)
     with pytest.warns(UserWarning, match="D_B has classified 100.0% of patches right over the last 5 iterations"):
         health.on_train_batch_end(_Trainer({"train/d_b_acc": torch.tensor(1.0)}), None)
@@ -47,5 +47,5 @@ def test_warns_once_when_the_discriminator_wins_outright():
     balanced = TrainingHealth(window=5)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        for _ in range(20):
+        for _ in range(100):
             balanced.on_train_batch_end(_Trainer({"train/d_b_acc": torch.tensor(0.7)}), None)
