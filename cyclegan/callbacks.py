@@ -17,7 +17,7 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.utilities import rank_zero_warn
 from torchvision.utils import make_grid, save_image
 
-from .data import stack_cropped, to_unit_range
+from .data import stack_cropped, to_uint8, to_unit_range
 from .tracking import WandbLogger
 
 
@@ -302,9 +302,9 @@ class ValidationMetrics(pl.Callback):
             return
         items = [dataset[i] for i in range(n)]
         real_a = stack_cropped([it["A"] for it in items])
-        real_b = _to_uint8(stack_cropped([it["B"] for it in items]))
+        real_b = to_uint8(stack_cropped([it["B"] for it in items]))
         with torch.no_grad():
-            fake_b = _to_uint8(torch.cat([pl_module(real_a[i:i + 16].to(pl_module.device)).cpu()
+            fake_b = to_uint8(torch.cat([pl_module(real_a[i:i + 16].to(pl_module.device)).cpu()
                                           for i in range(0, n, 16)]))
         extractor = self._feature_extractor()
         if self._real_features is None:  # the real images never change
@@ -317,7 +317,3 @@ class ValidationMetrics(pl.Callback):
             logs.update({f"val/{k}_ab": v.mean().item() for k, v in paired.items()})
         pl_module.log_dict(logs, sync_dist=True)
 
-
-def _to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] floats -> uint8 (N, C, H, W), as saved images would be."""
-    return ((images.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)

@@ -313,6 +313,11 @@ def stack_cropped(images: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([x[..., (x.shape[-2] - h) // 2:][..., :h, (x.shape[-1] - w) // 2:][..., :w] for x in images])
 
 
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Network tensors in [-1, 1] -> uint8 [0, 255] in the same layout, rounded as when saved."""
+    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:
     """Network tensors in [-1, 1] -> [0, 1] for display, clamped."""
     return ((images + 1) / 2).clamp(0, 1)

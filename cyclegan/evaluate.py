@@ -28,7 +28,7 @@ from torch import nn
 
 from . import metrics as M
 from .checkpoint import CheckpointError, fail, load_generator, read_checkpoint
-from .data import IMAGE_EXTENSIONS, DataError, list_images, read_image
+from .data import IMAGE_EXTENSIONS, DataError, list_images, read_image, to_uint8
 
 FILTERS = {
     "bicubic": (cv2.INTER_CUBIC, "bicubic (cv2 INTER_CUBIC, no antialiasing, as the training pipeline)"),
@@ -85,10 +85,6 @@ def rgb(images: torch.Tensor) -> torch.Tensor:
     """Grayscale (N, 1, H, W) shown and scored as RGB."""
     return images.expand(-1, 3, -1, -1).contiguous() if images.shape[1] == 1 else images
 
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """Network output in [-1, 1] -> uint8 [0, 255], rounded as when saved."""
-    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
 def match_targets(input_dir: Path, inputs: list[Path], target_dir: Path) -> list[Path | None]:

@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from .checkpoint import CheckpointError, fail, load_generator, sha256_file
-from .data import IMAGE_EXTENSIONS, DataError, describe_error, list_images, normalize_image
+from .data import IMAGE_EXTENSIONS, DataError, describe_error, list_images, normalize_image, to_uint8
 from .tiling import NormStats, reflect_pad, round_up, tiled_forward
 
 Precision = Literal["32", "bf16"]
@@ -235,9 +235,9 @@ def to_tensor(arrays: list[np.ndarray], device: torch.device | str = "cpu") -> t
     return x.float() / 127.5 - 1
 
 
-def to_uint8(y: torch.Tensor) -> np.ndarray:
+def to_numpy_images(y: torch.Tensor) -> np.ndarray:
     """(N, C, H, W) in [-1, 1] on any device -> uint8 (N, H, W, C) numpy."""
-    return ((y + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return to_uint8(y).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def finish_image(array: np.ndarray, alpha: np.ndarray | None) -> Image.Image:
@@ -279,7 +279,7 @@ def translate_image(
     translator = _as_translator(generator, device, precision)
     array, alpha = prepare_image(image, channels=translator.input_nc, resize=resize)
     y = translator.translate(to_tensor([array], translator.device), tile=tile, max_pixels=max_pixels, stats_size=stats_size)
-    return finish_image(to_uint8(y)[0], alpha)
+    return finish_image(to_numpy_images(y)[0], alpha)
 
 
 # ---------------------------------------------------------------------------------------
@@ -546,7 +546,7 @@ def convert_folder(
             for it in items:
                 finish(_row(todo[it.index], status="failed", reason=f"cannot translate: {describe_error(e)}"))
             return
-        for it, out in zip(items, to_uint8(y)):
+        for it, out in zip(items, to_numpy_images(y)):
             pending.append(pool.submit(_write, todo[it.index], out, it.alpha, fmt))
 
     # Decoded images wait, grouped by size, until their group fills a batch; at most about
