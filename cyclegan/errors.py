@@ -1,0 +1,37 @@
+"""Errors a user can act on. Each derives from ``CycleGANError``; the command line catches
+that one base once (cli.main) and prints ``error: <message>`` in one line, exit code
+``error.exit_code``. Anything else is a bug and keeps its traceback."""
+
+from __future__ import annotations
+
+
+class CycleGANError(Exception):
+    """A user-facing problem: bad argument, unreadable file, unusable checkpoint."""
+
+    exit_code = 2
+
+
+class DataError(CycleGANError, ValueError):
+    """An image folder or file that cannot be used."""
+
+
+class CheckpointError(CycleGANError, ValueError):
+    """A checkpoint or model file that cannot be read or does not fit."""
+
+
+class TranslateError(CycleGANError, ValueError):
+    """Bad settings for converting images."""
+
+
+class EvaluationError(CycleGANError, ValueError):
+    """Bad settings or inputs for evaluate/compare."""
+
+
+class MetricsError(CycleGANError, ValueError):
+    """Images that a metric cannot score (shape, range)."""
+
+
+class NonFiniteLossError(CycleGANError, RuntimeError):
+    """Training stopped after too many non-finite losses in a row."""
+
+    exit_code = 1
