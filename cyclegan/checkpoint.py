@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import pickle
 from dataclasses import asdict
 from pathlib import Path
@@ -13,22 +12,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from .errors import CheckpointError
 from .networks import GeneratorConfig, build_generator
 
 Direction = Literal["a2b", "b2a"]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable or lacks what was asked; one-line message."""
-
-
-def fail(error: BaseException, *, code: int = 2) -> int:
-    """Report a user-facing error as one ``error: ...`` line and return the exit code; with
-    ``cyclegan --debug ...`` (CYCLEGAN_DEBUG set) re-raise it with its traceback instead."""
-    if os.environ.get("CYCLEGAN_DEBUG"):
-        raise error
-    print(f"error: {error}", file=sys.stderr)
-    return code
 
 
 def translator_meta(module: Any, *, directions: dict[str, str]) -> dict[str, Any]:

@@ -13,14 +13,19 @@ import pytest
 import torch
 from PIL import Image
 
-from cyclegan.cli import main as cli_main
+from cyclegan.cli import main as cli_main, run as cli_run
 from cyclegan.networks import GeneratorConfig, build_generator
 from cyclegan.tiling import tiled_forward
 from cyclegan.checkpoint import sha256_file
-from cyclegan.translate import Translator, main, translate_image, translate_tensor
+from cyclegan.translate import Translator, translate_image, translate_tensor
 from conftest import write_images
 
 TINY = GeneratorConfig(ngf=8, n_blocks=2)
+
+
+def main(argv: list[str]) -> int:
+    """``cyclegan translate ARGV``'s exit code."""
+    return cli_run(["translate", *argv])
 
 
 def make_checkpoint(path: Path, *, kind="cyclegan", nc=3, config=TINY, seed=0) -> Path:
