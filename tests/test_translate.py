@@ -297,3 +297,14 @@ def test_tiling_through_the_cli(ckpt, tmp_path):
     whole = np.asarray(Image.open(tmp_path / "whole" / "a.png"), dtype=float)
     assert tiled.shape == whole.shape == (70, 100, 3)
     assert np.abs(tiled - whole).mean() < 6  # of 255
+
+
+def test_debug_flag_reraises_with_traceback_instead_of_one_line(tmp_path, capsys):
+    from cyclegan.errors import CheckpointError
+
+    argv = ["translate", "--checkpoint", str(tmp_path / "none.ckpt"), "--input", str(tmp_path), "--output",
+            str(tmp_path / "out")]
+    assert cli_run(argv) == 2
+    assert capsys.readouterr().err.strip() == f"error: checkpoint not found: {tmp_path / 'none.ckpt'}"
+    with pytest.raises(CheckpointError):
+        cli_main(["--debug", *argv])
