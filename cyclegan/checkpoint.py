@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import pickle
 from pathlib import Path
 from typing import Any, Literal
@@ -27,15 +26,6 @@ from .training import TRANSLATOR, translator_meta  # noqa: F401  (translator_met
 
 Direction = Literal["a2b", "b2a"]
 WANDB_RUN_ID = "wandb_run_id"  # checkpoint entry: the W&B run that a resumed fit continues
-
-
-def fail(error: BaseException, *, code: int = 2) -> int:
-    """Report a user-facing error as one ``error: ...`` line and return the exit code; with
-    ``cyclegan --debug ...`` (CYCLEGAN_DEBUG set) re-raise it with its traceback instead."""
-    if os.environ.get("CYCLEGAN_DEBUG"):
-        raise error
-    print(f"error: {error}", file=sys.stderr)
-    return code
 
 
 def sha256_file(path: str | os.PathLike) -> str:

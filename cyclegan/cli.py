@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-import importlib
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -22,10 +20,11 @@ from pytorch_lightning.utilities import rank_zero_info
 
 from .callbacks import GracefulStop, SampleGrid, TrainingHealth, ValidationMetrics, run_dir
 from .checkpoint import (
-    WANDB_RUN_ID, AtomicCheckpointIO, CheckpointError, LastCheckpoint, fail, find_last_checkpoint, wandb_run_id,
+    WANDB_RUN_ID, AtomicCheckpointIO, CheckpointError, LastCheckpoint, find_last_checkpoint, wandb_run_id,
 )
-from .data import DataError, UnpairedImageDataModule
-from .errors import NonFiniteLossError
+from .commands import COMMANDS
+from .data import UnpairedImageDataModule
+from .errors import CycleGANError
 from .tracking import WandbLogger
 
 # Imported so that ``--model CycleGAN`` / ``--model Method1`` resolve by short name.
@@ -174,34 +173,39 @@ def build_cli(args: list[str] | None = None, *, run: bool = True) -> CycleGANCLI
     )
 
 
-# Commands beside Lightning's fit/validate/...: name -> (module, function taking the
-# remaining arguments and returning an exit code). Imported only when used.
-TOOLS: dict[str, tuple[str, str]] = {
-    "translate": ("cyclegan.translate", "main"),
-    "export": ("cyclegan.export", "main"),
-    "evaluate": ("cyclegan.evaluate", "main_evaluate"),
-    "compare": ("cyclegan.evaluate", "main_compare"),
-}
+# Commands beside Lightning's fit/validate/...: name -> function taking the remaining
+# arguments and returning an exit code (see cyclegan.commands).
+TOOLS = COMMANDS
+
+
+def run(argv: list[str], *, debug: bool = False) -> int | None:
+    """Run one command line (without the program name): the exit code, or None after a Lightning
+    command that finished. A :class:`CycleGANError` becomes one ``error: ...`` line and its exit
+    code; with ``debug`` it propagates with its traceback."""
+    try:
+        if argv and argv[0] in TOOLS:
+            return TOOLS[argv[0]](argv[1:])
+        build_cli(argv)
+        return None
+    except CycleGANError as e:
+        if debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``cyclegan`` console script."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if "--debug" in argv:  # tracebacks instead of one-line errors, for every command
+    debug = "--debug" in argv  # tracebacks instead of one-line errors, for every command
+    if debug:
         argv.remove("--debug")
-        os.environ["CYCLEGAN_DEBUG"] = "1"
     if not argv or argv[0] in ("-h", "--help"):
         print("commands: fit, validate, test, predict (Lightning); " + ", ".join(TOOLS)
               + "\n`cyclegan COMMAND --help` lists a command's options\n")
-    if argv and argv[0] in TOOLS:
-        module, function = TOOLS[argv[0]]
-        raise SystemExit(getattr(importlib.import_module(module), function)(argv[1:]))
-    try:
-        build_cli(argv)
-    except (DataError, CheckpointError) as e:
-        raise SystemExit(fail(e)) from None
-    except NonFiniteLossError as e:
-        raise SystemExit(fail(e, code=1)) from None
+    code = run(argv, debug=debug)
+    if code is not None:
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":
