@@ -5,19 +5,22 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from weakref import proxy
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.utilities import rank_zero_warn
 from torchvision.utils import make_grid, save_image
 
-from .checkpoint import LastCheckpoint
 from .data import stack_cropped, to_uint8, to_unit_range
 from .tracking import WandbLogger
 from .training import D_ACCURACY
@@ -268,3 +271,76 @@ class ValidationMetrics(pl.Callback):
             logs.update({f"val/{k}_ab": v.mean().item() for k, v in paired.items()})
         pl_module.log_dict(logs, sync_dist=True)
 
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file, then renames it into place.
+
+    A crash or SIGKILL mid-write leaves the previous checkpoint intact instead of a
+    truncated one.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """Keeps ``last.ckpt`` current: every ``every_n_train_steps`` steps and after the final step.
+
+    It is written at the end of a training batch, not when training ends: by then
+    Lightning has already counted the epoch as finished, and a run resumed from such a
+    checkpoint would skip an epoch (and its learning rate) when it continues.
+
+    A ModelCheckpoint for its folder (``<run>/checkpoints``, resolved by Lightning),
+    ``last_model_path`` and its place in ``trainer.checkpoint_callbacks``, but the writing is
+    its own, through ``trainer.save_checkpoint``: ModelCheckpoint's own saving would warn
+    about manual optimization at every save and can only be driven through its private methods.
+    """
+
+    def __init__(self, dirpath: str | None = None, every_n_train_steps: int = 1000) -> None:
+        # every_n_train_steps is passed on only so that the callback's state key (and so the
+        # state restored from older checkpoints) stays the same; save_last=False and
+        # save_top_k=0 keep ModelCheckpoint itself from writing anything.
+        super().__init__(dirpath=dirpath, save_last=False, save_top_k=0, every_n_train_steps=every_n_train_steps)
+        self.every_n_train_steps = every_n_train_steps
+        self._saved_step: int | None = None  # the step last.ckpt was written at, in this fit
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        step = trainer.global_step
+        periodic = self.every_n_train_steps > 0 and step % self.every_n_train_steps == 0
+        final_step = 0 < trainer.max_steps <= step
+        final_epoch = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs > 0
+        if periodic or final_step or (final_epoch and trainer.fit_loop.epoch_loop.batch_progress.is_last_batch):
+            self.save_now(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._saved_step is None:  # stopped otherwise (max_time, early stopping) before any save
+            self.save_now(trainer)
+
+    def save_now(self, trainer: pl.Trainer) -> None:
+        """Write last.ckpt for the current iteration (once per iteration; on every rank, as DDP needs)."""
+        if trainer.global_step in (0, self._saved_step) or trainer.fast_dev_run or trainer.sanity_checking:
+            return  # (no need to save when no steps were taken)
+        # Set before saving: last_model_path is part of this callback's state in the checkpoint.
+        self.last_model_path = self.last_model_path or self._free_last_path(trainer)
+        trainer.save_checkpoint(self.last_model_path)
+        self._saved_step = trainer.global_step
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.after_save_checkpoint(proxy(self))
+
+    def _free_last_path(self, trainer: pl.Trainer) -> str:
+        """last.ckpt, or last-v1.ckpt, ... where an earlier run left one in the same folder."""
+        path, version = self.format_checkpoint_name({}, self.CHECKPOINT_NAME_LAST), self.STARTING_VERSION
+        while self.file_exists(path, trainer):
+            path, version = self.format_checkpoint_name({}, self.CHECKPOINT_NAME_LAST, ver=version), version + 1
+        return path

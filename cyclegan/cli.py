@@ -18,10 +18,10 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveCon
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.utilities import rank_zero_info
 
-from .callbacks import GracefulStop, SampleGrid, TrainingHealth, ValidationMetrics, run_dir
-from .checkpoint import (
-    WANDB_RUN_ID, AtomicCheckpointIO, CheckpointError, LastCheckpoint, find_last_checkpoint, wandb_run_id,
+from .callbacks import (
+    AtomicCheckpointIO, GracefulStop, LastCheckpoint, SampleGrid, TrainingHealth, ValidationMetrics, run_dir,
 )
+from .checkpoint import WANDB_RUN_ID, CheckpointError, find_last_checkpoint, wandb_run_id
 from .commands import COMMANDS
 from .data import UnpairedImageDataModule
 from .errors import CycleGANError

@@ -18,14 +18,13 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
+from .checkpoint import IMAGE_POOLS, TRANSLATOR, translator_meta
 from .errors import NonFiniteLossError
 from .image_pool import Pools
 from .losses import DiscriminatorLoss
 from .networks import DiscriminatorConfig, GeneratorConfig
 
 # Checkpoint entries beside Lightning's own (read back by cyclegan.checkpoint).
-IMAGE_POOLS = "image_pools"  # Pools.state_dict(): {"a": ..., "b": ...}
-TRANSLATOR = "translator"  # translator_meta(): enough to rebuild the generators
 # Key of training_step's output: {discriminator name: patch accuracy}, read by TrainingHealth.
 D_ACCURACY = "d_accuracy"
 
@@ -202,21 +201,6 @@ def log_training_step(
 
 
 # ---------------------------------------------------------------------------- checkpoint state
-def translator_meta(module: Any, *, directions: dict[str, str]) -> dict[str, Any]:
-    """What a checkpoint needs to rebuild its generators without the training config.
-
-    ``directions`` maps "a2b"/"b2a" to the attribute holding that generator.
-    """
-    hp = module.hparams
-    return {
-        "kind": module.kind,
-        "generator": asdict(module.generator_config),
-        "input_nc": hp.input_nc,
-        "output_nc": hp.output_nc,
-        "directions": directions,
-    }
-
-
 def save_training_state(checkpoint: dict[str, Any], module: pl.LightningModule, pools: Pools, *,
                         directions: dict[str, str]) -> None:
     """Add the image pools and the translator metadata to a checkpoint being written."""
