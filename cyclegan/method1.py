@@ -11,6 +11,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 
 from .image_pool import Pools
 from .losses import GanMode, discriminator_loss, gan_loss
@@ -25,9 +26,12 @@ from .training import (
 
 
 class Method1(pl.LightningModule):
-    """L_G = L_GAN(G_AB, D_B); L_D = 0.5 * (L(D_B(b), 1) + L(D_B(pool(G_AB(a))), 0)).
+    """L_G = L_GAN(G_AB, D_B) [+ lambda_b * lambda_identity * ||G_AB(b) - b||_1];
+    L_D = 0.5 * (L(D_B(b), 1) + L(D_B(pool(G_AB(a))), 0)).
 
-    Arguments mean what they mean for :class:`cyclegan.CycleGAN`.
+    Arguments mean what they mean for :class:`cyclegan.CycleGAN`. ``lambda_identity`` is 0 by
+    default (the GAN loss alone, as published); set it to CycleGAN's value to separate what the
+    cycle loss adds from what the identity loss adds.
     """
 
     kind = "method1"
@@ -38,6 +42,8 @@ class Method1(pl.LightningModule):
         generator: GeneratorConfig = GeneratorConfig(),
         discriminator: DiscriminatorConfig = DiscriminatorConfig(),
         gan_mode: GanMode = "lsgan",
+        lambda_b: float = 10.0,
+        lambda_identity: float = 0.0,
         lambda_gp: float = 10.0,
         pool_size: int = 50,
         lr: float = 2e-4,
@@ -70,15 +76,23 @@ class Method1(pl.LightningModule):
     def forward(self, real_a: torch.Tensor) -> torch.Tensor:
         return self.G_AB(real_a)
 
+    def generator_losses(self, real_a: torch.Tensor, real_b: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The weighted terms of L_G, and the fake G(a) that D_B judges next."""
+        fake_b = self.G_AB(real_a)  # G(a)
+        terms = {"loss_g_adv_ab": gan_loss(self.D_B(fake_b), True, mode=self.hparams.gan_mode)}
+        if self.hparams.lambda_identity > 0:  # G fed a B image should leave it unchanged
+            terms["loss_idt_b"] = F.l1_loss(self.G_AB(real_b), real_b) * self.hparams.lambda_b * self.hparams.lambda_identity
+        return terms, fake_b
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any] | None:
         real_a, real_b = batch["A"], batch["B"]  # (N, C, H, W) each, in [-1, 1]
         opt_g, opt_d = self.optimizers()
         count_iterations_not_optimizer_steps(opt_d)
 
         with self.toggled_optimizer(opt_g):  # D_B frozen
-            fake_b = self.G_AB(real_a)
-            loss_g = gan_loss(self.D_B(fake_b), True, mode=self.hparams.gan_mode)
-            if not self.guard.finite(self, {"loss_g_adv_ab": loss_g}):
+            terms, fake_b = self.generator_losses(real_a, real_b)
+            loss_g = sum(terms.values())
+            if not self.guard.finite(self, terms):
                 return None
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(loss_g)
@@ -95,7 +109,8 @@ class Method1(pl.LightningModule):
                 opt_d.step()
                 self.guard.step_done()
 
-        logs = {"train/loss_g": loss_g.detach(), "train/loss_g_adv_ab": loss_g.detach(), **discriminator_logs("b", d_b)}
+        logs = {"train/loss_g": loss_g.detach(), **{f"train/{k}": v.detach() for k, v in terms.items()},
+                **discriminator_logs("b", d_b)}
         log_training_step(self, logs, opt_g=opt_g, opt_d=opt_d, g_norm=g_norm, guard=self.guard,
                           loss_g=loss_g.detach(), loss_d=d_b.loss.detach(), batch_size=real_a.shape[0])
         return {D_ACCURACY: {"D_B": d_b.accuracy}}  # for the TrainingHealth callback

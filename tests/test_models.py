@@ -98,3 +98,14 @@ def test_identity_loss_needs_matching_channels():
     with pytest.raises(ValueError, match="lambda_identity"):
         CycleGAN(**TINY, input_nc=1, output_nc=3)
     CycleGAN(**TINY, input_nc=1, output_nc=3, lambda_identity=0)
+
+
+def test_method1_identity_term_is_off_by_default_and_weighted_l1_when_on():
+    a, b = torch.zeros(1, 3, 32, 32), torch.zeros(1, 3, 32, 32)
+    plain = Method1(**TINY)
+    assert set(plain.generator_losses(a, b)[0]) == {"loss_g_adv_ab"}  # the published baseline: GAN loss alone
+    model = Method1(**TINY, lambda_b=4.0, lambda_identity=0.5)
+    model.G_AB = _Shift(0.25)
+    terms, fake_b = model.generator_losses(a, b)
+    assert terms["loss_idt_b"].item() == pytest.approx(4.0 * 0.5 * 0.25)
+    torch.testing.assert_close(fake_b, a + 0.25)
