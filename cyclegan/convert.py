@@ -333,7 +333,9 @@ class _Conversion:
         self.waiting: dict[tuple[int, int], list[_Decoded]] = defaultdict(list)
         self.pending: deque[Future] = deque()
         self.pool = ThreadPoolExecutor(max(1, settings.n_workers))  # encoders and writers, off the model's thread
-        self.bar = tqdm(total=len(todo), unit="img", disable=not progress, dynamic_ncols=True, file=sys.stderr)
+        # Off when there is nothing to do, and when stderr is not a terminal (disable=None).
+        self.bar = tqdm(total=len(todo), unit="img", disable=True if not (progress and todo) else None,
+                        dynamic_ncols=True, file=sys.stderr)
 
     def run(self) -> None:
         loader = DataLoader(

@@ -69,7 +69,7 @@ def refuse_stale(folder: Path, stale: list[tuple[Path, str]]) -> None:
     """One line naming the folder, one example and the way out."""
     if stale:
         path, why = stale[0]
-        more = f" and {len(stale) - 1} more" if len(stale) > 1 else ""
+        more = f"; {len(stale) - 1} more" if len(stale) > 1 else ""
         raise StaleOutputError(
             f"{folder} already holds outputs this checkpoint and these settings did not write ({path.name}: {why}"
             f"{more}); pass --overwrite to replace them, or choose a new --output")

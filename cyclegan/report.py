@@ -259,7 +259,7 @@ def wandb_run(*, job_type: str, group: str | None, save_dir: Path, config: dict,
     save_dir.mkdir(parents=True, exist_ok=True)
     run = wandb.init(project="cyclegan", dir=str(save_dir), job_type=job_type, group=group, config=config,
                      tags=tags, mode="offline" if offline else "online",
-                     settings=wandb.Settings(quiet=True, console="off"))
+                     settings=wandb.Settings(quiet=True, silent=True, console="off"))  # we print where it is
     return run, offline
 
 

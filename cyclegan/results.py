@@ -40,13 +40,10 @@ def models(ev: Evaluation) -> list[str]:
 
 
 def best_model(ev: Evaluation, metric: str) -> str | None:
-    """The model with the best value of ``metric`` (the first of equals), None when none has one."""
-    best = None
-    for name in models(ev):
-        v = ev.summary[name].get(metric)
-        if _finite(v) and (best is None or _better(metric, v, ev.summary[best][metric])):
-            best = name
-    return best
+    """The model with the best value of ``metric``; None when none has one, or when two share it (a tie)."""
+    values = {n: ev.summary[n][metric] for n in models(ev) if _finite(ev.summary[n].get(metric))}
+    best = [n for n, v in values.items() if not any(_better(metric, other, v) for other in values.values())]
+    return best[0] if len(best) == 1 else None
 
 
 def reference_values(ev: Evaluation, metric: str) -> dict[str, float]:

@@ -68,9 +68,37 @@ def test_when_a_model_beats_the_references_its_scores_are_bold(tmp_path):
     assert re.findall(r"<b>([^<]*)</b>", table) == ["30.00", "0.350", "0.0500±0.0000"]
 
 
+def test_a_tie_is_no_win():
+    ev = _evaluation({"a": _row(50, 0.2, 0.3), "b": _row(50, 0.1, 0.3), REF_FLAT: _row(60, 0.0, 0.4)})
+    assert verdict(ev)[0] == "a is better than b on every measure (edge_f1)."
+    assert highlighted(ev) == {("a", "edge_f1")}
+
+
 def test_one_model_gets_one_sentence_about_the_references():
     ev = _evaluation({"cyc": _row(30, 0.05, 0.5), REF_FLAT: _row(40, 0.0, 0.1), REF_INPUT: _row(80, 0.2, 0.25)})
     assert verdict(ev) == ["Beating the trivial references (flat colour and unchanged input): cyc on rmse."]
+
+
+def test_progress_bars_only_when_asked_and_on_a_terminal(tmp_path, monkeypatch):
+    import io
+    import sys
+
+    from cyclegan.evaluate import load_images
+
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"{i}.png")
+        Image.new("RGB", (20, 20), (i, 0, 0)).save(paths[-1])
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for stream, progress, shown in ((Terminal(), True, True), (Terminal(), False, False), (io.StringIO(), True, False)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        out = load_images(paths, [16], filter="bicubic", desc="reading inputs", progress=progress)
+        assert out[16].shape == (3, 3, 16, 16)
+        assert ("reading inputs" in stream.getvalue() and "/3 [" in stream.getvalue()) == shown
 
 
 def test_grid_rows_and_columns_are_labelled(tmp_path):
