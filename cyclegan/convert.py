@@ -5,18 +5,19 @@
     cyclegan translate --checkpoint horse2zebra.onnx --input photos/ --output zebras/ --format webp
 
 Inputs are decoded in DataLoader workers, grouped by size into batches for the model, and
-encoded and written (atomically) by a thread pool; existing outputs are skipped, unreadable
-inputs reported and counted, and a CSV manifest records one row per input.
+encoded and written (atomically) by a thread pool; existing outputs are skipped when the
+manifest says this checkpoint wrote them with these settings (and refused otherwise, see
+:mod:`cyclegan.manifest`), unreadable inputs reported and counted, and a CSV manifest records
+one row per input. An animated GIF gives its first frame, as a PNG unless ``--format`` says otherwise.
 """
 
 from __future__ import annotations
 
-import csv
 import os
 import sys
 import tempfile
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,14 +29,20 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from .errors import DataError, TranslateError
+from .checkpoint import sha256_state_dict
 from .images import (
-    IMAGE_EXTENSIONS, describe_error, finish_image, list_images, prepare_image, publish, to_numpy_images, to_tensor,
+    IMAGE_EXTENSIONS, describe_error, finish_image, frame_count, list_images, prepare_image, publish, to_numpy_images,
+    to_tensor,
 )
+from .manifest import check_origin, read_manifest, refuse_stale, settings_fingerprint, write_manifest
 from .translate import DEFAULT_MAX_PIXELS, DEFAULT_STATS_SIZE, Translator, as_translator
 
 OUTPUT_FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}
 _HOLDS_ALPHA = {".png", ".tif", ".tiff", ".webp"}  # JPEG cannot store alpha; Pillow reads BMP alpha back as RGB
 _SAVE_OPTIONS = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}}
+# Format "same" for inputs we would not write back in kind: a GIF's 256-colour palette would
+# undo the translation, and only its first frame is translated anyway.
+_SAME_AS = {".gif": ".png"}
 # A batch holds at most ``batch_size`` images and about this many pixels: beyond it a GPU is
 # already busy, and on a CPU larger batches only cost memory.
 BATCH_PIXELS = 1024 * 1024
@@ -72,6 +79,7 @@ class _Decoded:
     array: np.ndarray | None = None  # (H, W, C) uint8
     alpha: np.ndarray | None = None  # (H, W) uint8
     error: str | None = None
+    frames: int = 1  # an animated GIF has more; its first is translated
 
 
 class _Images(Dataset):
@@ -86,8 +94,9 @@ class _Images(Dataset):
     def __getitem__(self, index: int) -> _Decoded:
         try:
             with Image.open(self.files[index]) as image:
+                frames = frame_count(image)
                 array, alpha = prepare_image(image, channels=self.channels, resize=self.resize)
-            return _Decoded(index, array, alpha)
+            return _Decoded(index, array, alpha, frames=frames)
         except Exception as e:  # noqa: BLE001 - any unreadable file is reported and skipped
             return _Decoded(index, error=describe_error(e))
 
@@ -121,7 +130,8 @@ def plan(src: Path, dst: Path, *, fmt: str = "same") -> list[_Job]:
     src_r, dst_r = src.resolve(), dst.resolve()
 
     def target(rel: Path) -> Path:
-        return rel.with_suffix(rel.suffix if fmt == "same" else OUTPUT_FORMATS[fmt])
+        same = _SAME_AS.get(rel.suffix.lower(), rel.suffix)
+        return rel.with_suffix(same if fmt == "same" else OUTPUT_FORMATS[fmt])
 
     if src.is_file():
         if src.suffix.lower() not in IMAGE_EXTENSIONS:
@@ -173,16 +183,18 @@ def _already_done(job: _Job, fmt: str) -> Path | None:
     return None
 
 
-def _write(job: _Job, array: np.ndarray, alpha: np.ndarray | None, fmt: str) -> dict:
+def _write(job: _Job, array: np.ndarray, alpha: np.ndarray | None, fmt: str, frames: int = 1) -> dict:
     """Encode and write atomically (hidden temporary file in the same folder, then rename)."""
-    dst, note = job.dst, ""
+    dst, notes = job.dst, [ANIMATED_NOTE.format(frames=frames)] if frames > 1 else []
     if alpha is not None and dst.suffix.lower() not in _HOLDS_ALPHA:
         if fmt == "same":
-            dst, note = job.dst.with_suffix(".png"), f"{job.dst.suffix.lstrip('.')} cannot hold alpha: wrote png"
+            dst = job.dst.with_suffix(".png")
+            notes.append(f"{job.dst.suffix.lstrip('.')} cannot hold alpha: wrote png")
         else:
-            alpha, note = None, f"alpha dropped: {fmt} cannot hold it"
+            alpha = None
+            notes.append(f"alpha dropped: {fmt} cannot hold it")
     image = finish_image(array, alpha)
-    row = _row(job, dst=dst, size=image.size, status="converted", reason=note)
+    row = _row(job, dst=dst, size=image.size, status="converted", reason="; ".join(notes))
     tmp = None
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -205,18 +217,7 @@ def _row(job: _Job, *, dst: Path | None = None, size=None, status: str, reason: 
     }
 
 
-MANIFEST_COLUMNS = ["input", "output", "width", "height", "status", "reason", "checkpoint_sha256"]
-
-
-def write_manifest(path: Path, rows: Iterable[dict], *, checkpoint_sha256: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
-    with os.fdopen(fd, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS)
-        writer.writeheader()
-        for row in sorted(rows, key=lambda r: r["input"]):
-            writer.writerow({**row, "checkpoint_sha256": checkpoint_sha256})
-    publish(tmp, path)
+ANIMATED_NOTE = "animated GIF ({frames} frames): first frame only"
 
 
 @dataclass
@@ -224,19 +225,24 @@ class Summary:
     converted: int = 0
     existing: int = 0
     failed: int = 0
+    animated: int = 0  # animated GIFs converted: first frame only
     rows: list[dict] = field(default_factory=list)
+    origin: dict[str, str] = field(default_factory=dict)  # checkpoint_sha256 and settings of this run's rows
 
     def add(self, row: dict) -> None:
+        row = {**self.origin, **row}
         self.rows.append(row)
         if row["status"] == "converted":
             self.converted += 1
+            self.animated += "animated GIF" in row["reason"]
         elif row["status"] == "exists":
             self.existing += 1
         else:
             self.failed += 1
 
     def __str__(self) -> str:
-        return f"converted {self.converted}, skipped-existing {self.existing}, failed {self.failed}"
+        text = f"converted {self.converted}, skipped-existing {self.existing}, failed {self.failed}"
+        return text + (f"; {self.animated} animated GIF(s): first frame only" if self.animated else "")
 
 
 def convert_folder(
@@ -246,10 +252,13 @@ def convert_folder(
 ) -> Summary:
     """Translate every image under ``src`` (or the single image ``src``) into ``dst``, mirroring the tree.
 
-    Existing outputs are skipped unless ``settings.overwrite``; unreadable inputs are reported
-    through ``log`` (default: stderr, above the progress bar) as ``skipped PATH: reason`` and
-    counted as failed. ``manifest`` (None: none) receives one CSV row per input. A module
-    runs in float32 where its parameters are. Raises :class:`TranslateError` for usage errors.
+    An existing output is skipped when ``manifest`` records it as written by this checkpoint
+    (``checkpoint_sha256``; default: the hash of the module's weights) with these settings;
+    any other existing output raises :class:`~cyclegan.manifest.StaleOutputError` before
+    anything is written, unless ``settings.overwrite``. Unreadable inputs are reported through
+    ``log`` (default: stderr, above the progress bar) as ``skipped PATH: reason`` and counted
+    as failed. ``manifest`` (None: none) receives one CSV row per input. A module runs in
+    float32 where its parameters are. Raises :class:`TranslateError` for usage errors.
     """
     translator = as_translator(generator, None, None)
     if settings.tile is not None and not translator.can_tile:
@@ -259,10 +268,15 @@ def convert_folder(
     out_root = dst if not (src.is_file() and jobs[0].dst == dst) else dst.parent
     if manifest is not None and src.is_dir() and _is_inside(Path(manifest).resolve(), src.resolve()):
         raise TranslateError(f"manifest {manifest} is inside the input folder {src}")
+    previous = read_manifest(Path(manifest)) if manifest is not None else {}
+    summary = Summary(origin=_origin(translator, settings, checkpoint_sha256))
+    todo = _still_to_do(jobs, settings, summary, previous)  # refuses stale outputs: nothing written yet
+    refuse_stale(out_root, [(Path(r["output"]), r.pop("stale")) for r in summary.rows if "stale" in r])
     _check_writable(out_root)
     log = log or (lambda line: tqdm.write(line, file=sys.stderr))
-    summary = Summary()
-    todo = _still_to_do(jobs, settings, summary, log)
+    for row in summary.rows:
+        if row["status"] == "failed":
+            log(f"skipped {row['input']}: {row['reason']}")
     conversion = _Conversion(translator, todo, settings, summary, log, progress=progress)
     try:
         conversion.run()
@@ -270,24 +284,37 @@ def convert_folder(
         # Also when interrupted: files already handed to the writers are finished and recorded.
         conversion.close()
         if manifest is not None:
-            write_manifest(Path(manifest), summary.rows, checkpoint_sha256=checkpoint_sha256)
+            write_manifest(Path(manifest), summary.rows, previous=previous)
     return summary
 
 
-def _still_to_do(jobs: list[_Job], settings: ConvertSettings, summary: Summary, log: Callable[[str], None]) -> list[_Job]:
-    """The jobs to run; outputs claimed twice fail, existing ones are recorded as such (unless overwriting)."""
+def _origin(translator: Translator, settings: ConvertSettings, checkpoint_sha256: str) -> dict[str, str]:
+    """What the manifest records as the source of this run's outputs."""
+    s = settings
+    if not checkpoint_sha256 and translator.module is not None:  # a module from Python: name it by its weights
+        checkpoint_sha256 = sha256_state_dict(translator.module)
+    fingerprint = settings_fingerprint(
+        direction=translator.metadata.get("direction", ""), precision=translator.precision, fmt=s.fmt,
+        resize=s.resize, tile=s.tile, overlap=s.overlap, max_pixels=s.max_pixels, stats_size=s.stats_size)
+    return {"checkpoint_sha256": checkpoint_sha256, "settings": fingerprint}
+
+
+def _still_to_do(jobs: list[_Job], settings: ConvertSettings, summary: Summary, previous: dict) -> list[_Job]:
+    """The jobs to run. Outputs claimed twice fail; existing ones from this origin are recorded as such,
+    others get a "stale" reason (unless overwriting)."""
     todo, claimed = [], {}
     for job in jobs:
         if job.dst in claimed:  # e.g. a.jpg and a.png with --format png
             summary.add(_row(job, status="failed", reason=f"same output as {claimed[job.dst]}"))
-            log(f"skipped {job.src}: same output as {claimed[job.dst]}")
             continue
         claimed[job.dst] = job.src
         done = None if settings.overwrite else _already_done(job, settings.fmt)
-        if done is not None:
-            summary.add(_row(job, dst=done, size=_size_of(done), status="exists"))
-        else:
+        if done is None:
             todo.append(job)
+            continue
+        row = _row(job, dst=done, size=_size_of(done), status="exists")
+        stale = check_origin(done, previous, summary.origin)
+        summary.add({**row, "stale": stale} if stale else row)
     return todo
 
 
@@ -306,7 +333,9 @@ class _Conversion:
         self.waiting: dict[tuple[int, int], list[_Decoded]] = defaultdict(list)
         self.pending: deque[Future] = deque()
         self.pool = ThreadPoolExecutor(max(1, settings.n_workers))  # encoders and writers, off the model's thread
-        self.bar = tqdm(total=len(todo), unit="img", disable=not progress, dynamic_ncols=True, file=sys.stderr)
+        # Off when there is nothing to do, and when stderr is not a terminal (disable=None).
+        self.bar = tqdm(total=len(todo), unit="img", disable=True if not (progress and todo) else None,
+                        dynamic_ncols=True, file=sys.stderr)
 
     def run(self) -> None:
         loader = DataLoader(
@@ -353,7 +382,7 @@ class _Conversion:
                 self._finish(_row(self.todo[it.index], status="failed", reason=f"cannot translate: {describe_error(e)}"))
             return
         for it, out in zip(items, to_numpy_images(y)):
-            self.pending.append(self.pool.submit(_write, self.todo[it.index], out, it.alpha, s.fmt))
+            self.pending.append(self.pool.submit(_write, self.todo[it.index], out, it.alpha, s.fmt, it.frames))
 
     def _finish(self, row: dict) -> None:
         self.summary.add(row)

@@ -10,8 +10,8 @@ that a score reads against what costs nothing.
 
 from __future__ import annotations
 
-import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from . import metrics as M
 from .errors import DataError, EvaluationError
@@ -35,6 +36,12 @@ FILTERS = {
 }
 REF_FLAT, REF_INPUT = "ref: flat median colour", "ref: input unchanged"
 Log = Callable[[str], None]
+
+
+def progress_bar(iterable, *, desc: str, total: int | None = None, progress: bool = True):
+    """A tqdm bar on stderr for one phase; off with ``progress=False`` and when stderr is not a terminal."""
+    return tqdm(iterable, desc=desc, total=total, unit="img", leave=False, file=sys.stderr,
+                disable=None if progress else True, dynamic_ncols=True)
 
 
 # --------------------------------------------------------------------------- images
@@ -53,10 +60,11 @@ def crop_square_and_resize(image: np.ndarray, size: int, filter: str) -> np.ndar
     return np.array(image)  # a writable copy (PIL's arrays are read-only)
 
 
-def load_images(paths: list[Path], sizes: list[int], *, filter: str, channels: int = 3) -> dict[int, torch.Tensor]:
+def load_images(paths: list[Path], sizes: list[int], *, filter: str, channels: int = 3, desc: str = "reading",
+                progress: bool = False) -> dict[int, torch.Tensor]:
     """Each file read once and resized to every size in ``sizes``: {size: uint8 (N, channels, size, size)}."""
     out: dict[int, list[torch.Tensor]] = {s: [] for s in sizes}
-    for path in paths:
+    for path in progress_bar(paths, desc=desc, progress=progress):
         try:
             image = read_image(path, channels=channels)
         except (OSError, ValueError) as e:
@@ -135,13 +143,15 @@ def row_names(translators: list[Translator], names: list[str | None] | None = No
     return out
 
 
-def run_translator(t: Translator, images: torch.Tensor, *, batch_size: int,
-                   cycle: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+def run_translator(t: Translator, images: torch.Tensor, *, batch_size: int, cycle: bool = False,
+                   bar=None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """uint8 inputs (N, C_in, S, S), S a multiple of the stride -> uint8 outputs (N, C_out, S, S) and,
-    if ``cycle`` and the translator has an inverse, F(G(x)) (N, C_in, S, S)."""
+    if ``cycle`` and the translator has an inverse, F(G(x)) (N, C_in, S, S). ``bar``: a tqdm to advance."""
     back = t.inverse if cycle else None
     outs, recs = [], []
     for i in range(0, images.shape[0], batch_size):
+        if bar is not None:
+            bar.update(min(batch_size, images.shape[0] - i))
         x = images[i:i + batch_size].float() / 127.5 - 1  # (B, C, S, S) in [-1, 1]
         y = t.forward(x)
         outs.append(to_uint8(y).cpu())
@@ -178,12 +188,13 @@ def _check_translators(translators: list[Translator], names: list[str], translat
 
 
 def _read_data(card: M.ProtocolCard, *, input_dir: Path, limit, target_dir, reference_dir, reference_limit,
-               filter: str, in_nc: int, log: Log) -> _Data:
+               filter: str, in_nc: int, log: Log, progress: bool) -> _Data:
     """Inputs at both sizes, matched targets and the reference set; counts go on the card."""
     size, translate_size = card.eval_size, card.translate_size
     files = list_images(input_dir)[:limit] if limit else list_images(input_dir)
     log(f"reading {len(files)} inputs from {input_dir}")
-    loaded = load_images(files, sorted({size, translate_size}), filter=filter, channels=in_nc)
+    loaded = load_images(files, sorted({size, translate_size}), filter=filter, channels=in_nc, desc="reading inputs",
+                         progress=progress)
     data = _Data(files, loaded[translate_size], rgb(loaded[size]))
     card.n_inputs = n = len(files)
     if target_dir is not None:
@@ -193,25 +204,27 @@ def _read_data(card: M.ProtocolCard, *, input_dir: Path, limit, target_dir, refe
         if not data.has_target.any():
             raise EvaluationError(f"no input in {input_dir} has a target of the same name in {target_dir}")
         data.targets = torch.full((n, 3, size, size), 255, dtype=torch.uint8)
-        data.targets[data.has_target] = load_images([m for m in matched if m is not None], [size], filter=filter)[size]
+        data.targets[data.has_target] = load_images([m for m in matched if m is not None], [size], filter=filter,
+                                                    desc="reading targets", progress=progress)[size]
         card.target_dir, card.n_paired = str(target_dir), int(data.has_target.sum())
         card.n_unmatched_inputs = n - card.n_paired
     if reference_dir is not None:
         ref_files = list_images(reference_dir)
         ref_files = ref_files[:reference_limit] if reference_limit else ref_files
         log(f"reading {len(ref_files)} reference images from {reference_dir}")
-        data.reference = load_images(ref_files, [size], filter=filter)[size]
+        data.reference = load_images(ref_files, [size], filter=filter, desc="reading references", progress=progress)[size]
         card.reference_dir, card.n_reference = str(reference_dir), len(ref_files)
     return data
 
 
 def _translate_rows(translators: list[Translator], names: list[str], data: _Data, *, size: int, filter: str,
-                    batch_size: int, log: Log) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+                    batch_size: int, log: Log, progress: bool) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Every model's outputs (uint8 (N, 3, E, E)) and, where there is a way back, per-image cycle RMSE."""
     outputs, cycles = {}, {}
     for t, name in zip(translators, names):
         start = time.perf_counter()
-        out_s, rec_s = run_translator(t, data.at_translate, batch_size=batch_size, cycle=True)
+        with progress_bar(None, desc=f"translating ({name})", total=len(data.files), progress=progress) as bar:
+            out_s, rec_s = run_translator(t, data.at_translate, batch_size=batch_size, cycle=True, bar=bar)
         outputs[name] = rgb(resize_batch(out_s, size, filter=filter))
         if rec_s is not None:
             cycles[name] = M.cycle_rmse(rgb(data.at_translate), rgb(rec_s))
@@ -252,7 +265,7 @@ def _score(outputs: dict[str, torch.Tensor], cycles: dict[str, torch.Tensor], da
 
 def _distribution_scores(summary: dict[str, dict[str, float]], outputs: dict[str, torch.Tensor], data: _Data,
                          card: M.ProtocolCard, extractor: M.FeatureExtractor, *, kid_subsets: int,
-                         kid_subset_size: int, device, log: Log) -> bool:
+                         kid_subset_size: int, device, log: Log, progress: bool) -> bool:
     """KID and FID of every row against the reference set, into ``summary``; False if skipped (too few images)."""
     if data.reference is None:
         raise EvaluationError("KID/FID need --reference DIR (real images of the target domain); "
@@ -261,12 +274,13 @@ def _distribution_scores(summary: dict[str, dict[str, float]], outputs: dict[str
     card.feature_input, card.feature_standard = extractor.input_note, extractor.standard
     card.kid_subsets, n = kid_subsets, len(data.files)
     start, done = time.perf_counter(), True
-    real = M.extract_features(data.reference, extractor, device=device)
+    features = lambda images, what: M.extract_features(  # noqa: E731
+        images, extractor, device=device, bar=progress_bar(None, desc=f"features ({what})", total=len(images),
+                                                           progress=progress))
+    real = features(data.reference, "references")
     for row, out in outputs.items():
-        if row == REF_FLAT:  # n copies of one image: extract it once
-            fake = M.extract_features(out[:1], extractor, device=device).expand(n, -1)
-        else:
-            fake = M.extract_features(out, extractor, device=device)
+        # n copies of one image: extract it once
+        fake = features(out[:1], row).expand(n, -1) if row == REF_FLAT else features(out, row)
         if min(real.shape[0], fake.shape[0]) < 2:
             done = False
             break
@@ -316,20 +330,22 @@ def evaluate_translators(
     direction: str = "a2b", size: int = 256, translate_size: int | None = None, filter: str = "bicubic",
     extractor: M.FeatureExtractor | None = None, kid_subsets: int = 100, kid_subset_size: int = 100,
     limit: int | None = None, reference_limit: int | None = None, batch_size: int = 8,
-    device: str | torch.device = "cpu", log: Log = lambda _: None,
+    device: str | torch.device = "cpu", log: Log = lambda _: None, progress: bool = False,
 ) -> Evaluation:
     """Translate ``input_dir`` with every translator (each on its own device; load them with
     ``inverse=True`` for cycle scores) and score outputs and trivial references. ``names``:
-    row names (default: each kind); ``device``: where the KID/FID features are computed."""
+    row names (default: each kind); ``device``: where the KID/FID features are computed;
+    ``progress``: bars on stderr (when it is a terminal) while reading, translating and extracting."""
     input_dir, translate_size = Path(input_dir), translate_size or size
     names = row_names(translators, names)
     in_nc = _check_translators(translators, names, translate_size)
     card = M.ProtocolCard(direction=direction, input_dir=str(input_dir), n_inputs=0, eval_size=size,
                           translate_size=translate_size, resize_filter=FILTERS[filter][1])
     data = _read_data(card, input_dir=input_dir, limit=limit, target_dir=target_dir, reference_dir=reference_dir,
-                      reference_limit=reference_limit, filter=filter, in_nc=in_nc, log=log)
+                      reference_limit=reference_limit, filter=filter, in_nc=in_nc, log=log, progress=progress)
     # Rows: every model's outputs, then the trivial references.
-    outputs, cycles = _translate_rows(translators, names, data, size=size, filter=filter, batch_size=batch_size, log=log)
+    outputs, cycles = _translate_rows(translators, names, data, size=size, filter=filter, batch_size=batch_size, log=log,
+                                      progress=progress)
     refs, colour = _references(data, size=size, translate_size=translate_size, filter=filter)
     kinds = {**{name: "model" for name in outputs}, **{name: "reference" for name in refs}}
     outputs.update(refs)
@@ -338,63 +354,10 @@ def evaluate_translators(
     features = None
     if extractor is not None:
         features = _distribution_scores(summary, outputs, data, card, extractor, kid_subsets=kid_subsets,
-                                        kid_subset_size=kid_subset_size, device=torch.device(device), log=log)
+                                        kid_subset_size=kid_subset_size, device=torch.device(device), log=log,
+                                        progress=progress)
     card.notes += _protocol_notes(card, colour=colour, data=data, cycles=bool(cycles), features=features,
                                   input_dir=input_dir, reference_dir=reference_dir, target_dir=target_dir)
     return Evaluation(card=card, names=[str(p.relative_to(input_dir)) for p in data.files], inputs=data.inputs,
                       targets=data.targets, has_target=data.has_target, outputs=outputs, per_image=per_image,
                       summary=summary, kinds=kinds, checkpoints={n: str(t.path) for t, n in zip(translators, names)})
-
-
-# --------------------------------------------------------------------------- results as text and JSON
-
-
-def format_value(metric: str, value: float | None, std: float | None = None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if math.isinf(value):
-        return "inf"
-    if metric == "pixel_acc":
-        return f"{100 * value:.1f}%"
-    if metric in ("kid_mean", "kid_std"):
-        return f"{value:.4f}" + (f"±{std:.4f}" if std is not None else "")
-    if metric in ("ssim", "edge_f1", "layout_corr"):
-        return f"{value:.3f}"
-    return f"{value:.2f}"
-
-
-def format_table(ev: Evaluation) -> str:
-    """A plain-text table: one row per model and reference, arrows saying which way is better."""
-    metrics = [m for m in ev.metric_names() if m != "kid_std"]
-    heads = ["", *[("kid" if m == "kid_mean" else m) + ("↑" if M.HIGHER_IS_BETTER[m] else "↓") for m in metrics]]
-    rows = [[name, *[format_value(m, ev.summary[name].get(m), ev.summary[name].get("kid_std") if m == "kid_mean" else None)
-                      for m in metrics]] for name in ev.summary]
-    widths = [max(len(r[i]) for r in [heads, *rows]) for i in range(len(heads))]
-    line = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-    out, previous = [line(heads)], "model"
-    for name, r in zip(ev.summary, rows):
-        if ev.kinds[name] != previous:  # a rule between the models and the references
-            out.append("-" * len(out[0]))
-            previous = ev.kinds[name]
-        out.append(line(r))
-    return "\n".join(out)
-
-
-def json_safe(value):
-    """Non-finite floats become None (JSON has no inf/NaN); tensors become lists."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        return json_safe(value.tolist())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def evaluation_dict(ev: Evaluation) -> dict:
-    return json_safe({"card": ev.card.to_dict(), "checkpoints": ev.checkpoints, "kinds": ev.kinds,
-                      "summary": ev.summary})
-
-

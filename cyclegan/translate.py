@@ -28,10 +28,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .checkpoint import read_checkpoint
+from .checkpoint import generator_from_checkpoint, read_checkpoint
 from .errors import CheckpointError, TranslateError
 from .images import finish_image, prepare_image, to_numpy_images, to_tensor
-from .networks import GeneratorConfig, build_generator
 from .tiling import NormStats, reflect_pad, round_up, tiled_forward
 
 Precision = Literal["32", "bf16"]
@@ -208,18 +207,13 @@ def load_translator(
 def _checkpoint_translator(checkpoint: dict, path: Path, direction: str, **options) -> Translator:
     """One direction of a checkpoint read by :func:`cyclegan.checkpoint.read_checkpoint`, in eval mode."""
     meta = checkpoint["translator"]
-    if direction not in meta["directions"]:
-        have = ", ".join(meta["directions"])
-        raise CheckpointError(f"{path}: a {meta['kind']} checkpoint has no '{direction}' generator (it has: {have})")
+    net = generator_from_checkpoint(checkpoint, direction, path=path)
     in_nc, out_nc = (meta["output_nc"], meta["input_nc"]) if direction == "b2a" else (meta["input_nc"], meta["output_nc"])
-    net = build_generator(GeneratorConfig(**meta["generator"]), input_nc=in_nc, output_nc=out_nc)
-    prefix = meta["directions"][direction] + "."
-    net.load_state_dict({k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)})
     metadata = {
         "kind": meta["kind"], "direction": direction, "input_nc": in_nc, "output_nc": out_nc,
         "stride": getattr(net, "stride", 1), "generator": meta["generator"], "norm": meta["generator"]["norm"],
     }
-    return Translator.from_module(net.eval(), metadata=metadata, path=path, **options)
+    return Translator.from_module(net, metadata=metadata, path=path, **options)
 
 
 # Exported files: what the translator needs besides the graph (channels, stride, direction,

@@ -54,7 +54,7 @@ def make_corpus(folder: Path, *, large: bool = True) -> dict[str, tuple[Path, st
     if large:
         Image.fromarray(_smooth(4000, 6000)).save(add("very large image (6000x4000)", "large.jpg", "ok"), quality=80)
     frames = [Image.new("RGB", (16, 16), c) for c in ((255, 0, 0), (0, 255, 0))]
-    frames[0].save(add("animated GIF", "animated.gif", "ignore"), save_all=True, append_images=frames[1:])
+    frames[0].save(add("animated GIF", "animated.gif", "ok"), save_all=True, append_images=frames[1:])  # first frame
     add("text file", "notes.txt", "ignore").write_text("notes")
     add(".DS_Store", ".DS_Store", "ignore").write_bytes(b"\0\0\0\1Bud1")
     no_access = add("unreadable file (no permission)", "secret.png", "skip" if os.geteuid() != 0 else "ok")

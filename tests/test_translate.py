@@ -88,7 +88,7 @@ def test_mirrors_tree_with_same_stems_through_the_cli_with_workers(ckpt, tmp_pat
     assert tree(dst) == {"x/y/img000.jpg", "x/y/img001.jpg", "top000.png", "x/w000.webp", "manifest.csv"}
     assert Image.open(dst / "x/y/img000.jpg").format == "JPEG"
     rows = manifest(dst / "manifest.csv")
-    assert list(rows[0]) == ["input", "output", "width", "height", "status", "reason", "checkpoint_sha256"]
+    assert list(rows[0]) == ["input", "output", "width", "height", "status", "reason", "checkpoint_sha256", "settings"]
     assert {(r["status"], r["width"], r["height"], r["checkpoint_sha256"]) for r in rows} == {
         ("converted", "40", "40", sha256_file(ckpt))
     }
@@ -206,6 +206,86 @@ def test_resume_skips_finished_files_and_overwrite_redoes_them(ckpt, tmp_path, c
     assert capsys.readouterr().out.strip() == "converted 3, skipped-existing 0, failed 0"
     assert all(p.stat().st_mtime != old for p in dst.glob("*.png"))
     assert not [p for p in dst.rglob("*") if ".tmp-" in p.name]  # atomic writes leave no temporaries
+
+
+def _bytes(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_outputs_of_another_checkpoint_or_other_settings_are_refused_not_kept(ckpt, tmp_path, capsys):
+    src, dst = tmp_path / "in", tmp_path / "out"
+    write_images(src, 3)
+    other = make_checkpoint(tmp_path / "other.ckpt", seed=1)
+    assert run(ckpt, src, dst) == 0
+    before = _bytes(dst)
+    capsys.readouterr()
+    for argv in ([], ["--resize", "16"], ["--direction", "b2a"]):  # another checkpoint; other settings
+        assert run(other if not argv else ckpt, src, dst, *argv) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err.count("\n") == 1
+        assert captured.err.startswith(f"error: {dst} already holds outputs this checkpoint and these settings did not write")
+        assert "--overwrite" in captured.err and "--output" in captured.err
+        assert _bytes(dst) == before  # images and manifest untouched
+    assert "written by checkpoint" in run_err(other, src, dst, capsys)
+
+    assert run(ckpt, src, dst) == 0  # the same checkpoint and settings: kept
+    assert capsys.readouterr().out.strip() == "converted 0, skipped-existing 3, failed 0"
+    assert {k: v for k, v in _bytes(dst).items() if k != "manifest.csv"} == {
+        k: v for k, v in before.items() if k != "manifest.csv"}
+    assert {r["status"] for r in manifest(dst / "manifest.csv")} == {"exists"}
+
+    assert run(other, src, dst, "--overwrite") == 0
+    assert capsys.readouterr().out.strip() == "converted 3, skipped-existing 0, failed 0"
+    after = _bytes(dst)
+    assert all(after[k] != before[k] for k in before)  # re-translated, manifest included
+    assert {r["checkpoint_sha256"] for r in manifest(dst / "manifest.csv")} == {sha256_file(other)}
+    assert run(other, src, dst) == 0
+
+
+def run_err(ckpt: Path, src: Path, dst: Path, capsys) -> str:
+    run(ckpt, src, dst)
+    return capsys.readouterr().err
+
+
+def test_an_output_without_a_manifest_entry_is_refused(ckpt, tmp_path, capsys):
+    src, dst = tmp_path / "in", tmp_path / "out"
+    write_images(src, 2)
+    write_images(dst, 1)  # img000.png of unknown origin
+    before = _bytes(dst)
+    assert run(ckpt, src, dst) == 2
+    assert "img000.png: no manifest entry (unknown origin)" in capsys.readouterr().err
+    assert _bytes(dst) == before and not (dst / "manifest.csv").exists()
+    assert run(ckpt, src, dst, "--overwrite") == 0
+    rows = manifest(dst / "manifest.csv")
+    assert [r["status"] for r in rows] == ["converted", "converted"] and _bytes(dst)["img000.png"] != before["img000.png"]
+
+
+def test_manifest_keeps_rows_of_outputs_this_run_did_not_touch(ckpt, tmp_path):
+    dst = tmp_path / "out"
+    a, b = write_images(tmp_path / "a", 1)[0], write_images(tmp_path / "b", 1, prefix="other")[0]
+    assert run(ckpt, a.parent, dst) == 0
+    assert run(ckpt, b.parent, dst) == 0
+    assert {Path(r["output"]).name for r in manifest(dst / "manifest.csv")} == {"img000.png", "other000.png"}
+
+
+def test_animated_gif_gives_its_first_frame_as_png_and_says_so(ckpt, tmp_path, capsys):
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    frames = [smooth_image((32, 24), seed=s) for s in range(3)]
+    frames[0].save(src / "anim.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    frames[1].save(src / "still.gif")
+    assert run(ckpt, src, dst) == 0
+    assert capsys.readouterr().out.strip() == (
+        "converted 2, skipped-existing 0, failed 0; 1 animated GIF(s): first frame only")
+    assert tree(dst) == {"anim.png", "still.png", "manifest.csv"}
+    with Image.open(src / "anim.gif") as gif:
+        first = gif.convert("RGB")
+    expected = translate_image(generator(ckpt), first)
+    assert np.array_equal(np.asarray(Image.open(dst / "anim.png")), np.asarray(expected))
+    reasons = {Path(r["output"]).name: r["reason"] for r in manifest(dst / "manifest.csv")}
+    assert reasons == {"anim.png": "animated GIF (3 frames): first frame only", "still.png": ""}
+    assert run(ckpt, src, dst, "--format", "jpg") == 0  # --format still decides
+    assert {"anim.jpg", "still.jpg"} <= tree(dst)
 
 
 def test_unreadable_file_is_reported_and_the_rest_converted(ckpt, tmp_path, capsys):
