@@ -118,7 +118,7 @@ def check_same_math(kind: str, size: int, args) -> dict[str, float]:
 
     if kind == "cyclegan":
         g_ours = ours.generator_losses(a, b)
-        g_ours["loss_g"].backward()
+        g_ours.losses["loss_g"].backward()
         gen_grads_ours = grads(ours)
         ref_losses = {}
         fake_b, fake_a = ref.G_AB(a), ref.G_BA(b)
@@ -134,8 +134,8 @@ def check_same_math(kind: str, size: int, args) -> dict[str, float]:
         ref_losses["loss_g"] = sum(ref_losses.values())
         ref_losses["loss_g"].backward()
         gen_grads_ref = grads(ref)
-        pairs = [(ours.D_A, ref.D_A, a, g_ours["fake_a"].detach()), (ours.D_B, ref.D_B, b, g_ours["fake_b"].detach())]
-        loss_pairs = [(g_ours[k], ref_losses[k]) for k in ref_losses]
+        pairs = [(ours.D_A, ref.D_A, a, g_ours.fake_a.detach()), (ours.D_B, ref.D_B, b, g_ours.fake_b.detach())]
+        loss_pairs = [(g_ours.losses[k], ref_losses[k]) for k in ref_losses]
     else:
         fake_b = ours.G_AB(a)
         loss_ours = gan_loss(ours.D_B(fake_b), True, mode=ours.hparams.gan_mode)

@@ -1,13 +1,25 @@
 """Unpaired image-to-image translation: CycleGAN and the one-generator baseline."""
 
-from .checkpoint import CheckpointError, load_generator
-from .cycle_gan import CycleGAN
-from .data import DataError, UnpairedImageDataModule
-from .method1 import Method1
+from .checkpoint import load_generator
+from .errors import CheckpointError, CycleGANError, DataError
 from .networks import DiscriminatorConfig, GeneratorConfig
 from .translate import load_translator, translate_image, translate_tensor
 
+# The training classes pull in Lightning, albumentations and torchmetrics (seconds of
+# start-up), which converting a folder never needs: they load on first access.
+_TRAINING = {"CycleGAN": ".cycle_gan", "Method1": ".method1", "UnpairedImageDataModule": ".data"}
+
+
+def __getattr__(name: str):
+    if name in _TRAINING:
+        import importlib
+
+        return getattr(importlib.import_module(_TRAINING[name], __name__), name)
+    raise AttributeError(f"module 'cyclegan' has no attribute {name!r}")
+
+
 __all__ = [
-    "CheckpointError", "CycleGAN", "DataError", "DiscriminatorConfig", "GeneratorConfig", "Method1",
-    "UnpairedImageDataModule", "load_generator", "load_translator", "translate_image", "translate_tensor",
+    "CheckpointError", "CycleGAN", "CycleGANError", "DataError", "DiscriminatorConfig", "GeneratorConfig",
+    "Method1", "UnpairedImageDataModule", "load_generator", "load_translator", "translate_image",
+    "translate_tensor",
 ]

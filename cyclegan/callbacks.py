@@ -1,14 +1,18 @@
-"""Training callbacks: sample grids, a resumable last checkpoint, stopping cleanly on signals."""
+"""Training callbacks: sample grids, training health, validation metrics, stopping cleanly on signals.
+
+(Checkpoint writing, including ``last.ckpt``, is in :mod:`cyclegan.checkpoint`.)
+"""
 
 from __future__ import annotations
 
 import os
 import signal
-from collections import deque
 import threading
-import warnings
+from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from weakref import proxy
 
 import pytorch_lightning as pl
 import torch
@@ -19,6 +23,7 @@ from torchvision.utils import make_grid, save_image
 
 from .data import stack_cropped, to_uint8, to_unit_range
 from .tracking import WandbLogger
+from .training import D_ACCURACY
 
 
 def run_dir(trainer: pl.Trainer) -> Path:
@@ -46,7 +51,6 @@ class SampleGrid(pl.Callback):
         self.num_images, self.every_n_steps = num_images, every_n_steps
         self._batch: dict[str, torch.Tensor] | None = None
         self._last_step: int | None = None
-        self.last_path: Path | None = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         datamodule = trainer.datamodule  # Lightning has run its setup by now
@@ -80,40 +84,9 @@ class SampleGrid(pl.Callback):
         path = run_dir(trainer) / "samples" / f"step_{trainer.global_step:07d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         save_image(grid, path)
-        self.last_path = path
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_image("samples", [grid], step=trainer.global_step, caption=[f"step {trainer.global_step}"])
-
-
-class LastCheckpoint(ModelCheckpoint):
-    """Keeps ``last.ckpt`` current: every ``every_n_train_steps`` steps and after the final step.
-
-    It is written at the end of a training batch, not when training ends: by then
-    Lightning has already counted the epoch as finished, and a run resumed from such a
-    checkpoint would skip an epoch (and its learning rate) when it continues.
-    """
-
-    def __init__(self, dirpath: str | None = None, every_n_train_steps: int = 1000) -> None:
-        super().__init__(dirpath=dirpath, save_last=True, save_top_k=0, every_n_train_steps=every_n_train_steps)
-
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args, **kwargs) -> None:
-        with warnings.catch_warnings():
-            # Lightning suggests saving the weights from before the step; after it is what we
-            # want: weights, optimizer state and step counter then agree.
-            warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
-            super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
-        final_step = 0 < trainer.max_steps <= trainer.global_step
-        final_epoch = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs > 0
-        final_batch = final_step or (final_epoch and trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
-        if final_batch:
-            self.save_now(trainer)
-
-    def save_now(self, trainer: pl.Trainer) -> None:
-        """Write last.ckpt for the current iteration (once per iteration)."""
-        if self._last_global_step_saved != trainer.global_step:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-            self._last_global_step_saved = trainer.global_step
 
 
 class GracefulStop(pl.Callback):
@@ -166,33 +139,13 @@ class GracefulStop(pl.Callback):
         self._restore()
 
 
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes each checkpoint to a temporary file, then renames it into place.
-
-    A crash or SIGKILL mid-write leaves the previous checkpoint intact instead of a
-    truncated one.
-    """
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-
-
 class TrainingHealth(pl.Callback):
     """Watches for the GAN failure modes people hit, and warns once each in the console.
 
-    - A discriminator that wins outright: when its accuracy (``train/d_*_acc``) averaged over
-      the last ``window`` iterations stays above ``max_d_accuracy``, the generator's gradient
-      vanishes and it stops improving.
+    - A discriminator that wins outright: when its patch accuracy (what ``training_step``
+      returns under ``D_ACCURACY``, also logged as ``train/d_*_acc``) averaged over the last
+      ``window`` iterations stays above ``max_d_accuracy``, the generator's gradient vanishes
+      and it stops improving.
     - Mode collapse: after each validation the fixed sample images are translated, and the
       mean pairwise distance between the outputs is divided by that between the inputs
       (logged as ``val/diversity_ab``). Far below 1 (``min_diversity``), different inputs
@@ -212,21 +165,21 @@ class TrainingHealth(pl.Callback):
             self._warned.add(key)
             rank_zero_warn(message)
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
+                           batch: Any, batch_idx: int) -> None:
         self._batches += 1
-        for key, value in trainer.callback_metrics.items():
-            if key.startswith("train/d_") and key.endswith("_acc"):
-                history = self._accuracy.setdefault(key, deque(maxlen=self.window))
-                history.append(value.detach() if isinstance(value, torch.Tensor) else torch.tensor(float(value)))
-                # Read back (a device sync) every 50 iterations once the window is full, not every one.
-                if len(history) < self.window or self._batches % 50:
-                    continue
-                accuracy = torch.stack(list(history)).float().mean().item()
-                if accuracy > self.max_d_accuracy:
-                    name = key.removeprefix("train/").removesuffix("_acc").upper()
-                    self._warn_once(key, f"{name} has classified {accuracy:.1%} of patches right over "
-                                         f"the last {self.window} iterations: it is winning outright and the generator's "
-                                         "gradient may vanish (try a smaller discriminator or lr, or the lsgan loss)")
+        accuracies: Mapping[str, torch.Tensor] = (outputs or {}).get(D_ACCURACY, {})  # {} for a skipped update
+        for name, value in accuracies.items():
+            history = self._accuracy.setdefault(name, deque(maxlen=self.window))
+            history.append(value.detach())
+            # Read back (a device sync) every 50 iterations once the window is full, not every one.
+            if len(history) < self.window or self._batches % 50:
+                continue
+            accuracy = torch.stack(list(history)).float().mean().item()
+            if accuracy > self.max_d_accuracy:
+                self._warn_once(name, f"{name} has classified {accuracy:.1%} of patches right over "
+                                      f"the last {self.window} iterations: it is winning outright and the generator's "
+                                      "gradient may vanish (try a smaller discriminator or lr, or the lsgan loss)")
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         datamodule = trainer.datamodule
@@ -276,6 +229,7 @@ class ValidationMetrics(pl.Callback):
         self.max_images = max_images
         self._extractor = None
         self._real_features: torch.Tensor | None = None
+        self._too_few_images = False  # set once the validation set proves too small: warned, never measured again
 
     def _feature_extractor(self):
         from .metrics import MetricsError, load_feature_extractor
@@ -292,13 +246,13 @@ class ValidationMetrics(pl.Callback):
         from .metrics import extract_features, kid, paired_metrics
 
         dataset = getattr(trainer.datamodule, "val_set", None)
-        if (trainer.sanity_checking or dataset is None or self.every_n_epochs <= 0
+        if (trainer.sanity_checking or dataset is None or self.every_n_epochs <= 0 or self._too_few_images
                 or (trainer.current_epoch + 1) % self.every_n_epochs):
             return
         n = min(self.max_images, len(dataset.files_a), len(dataset.files_b))
         if n < 2:
             rank_zero_warn(f"validation KID needs at least 2 images per domain, the validation set has {n}; skipped")
-            self.every_n_epochs = 0
+            self._too_few_images = True
             return
         items = [dataset[i] for i in range(n)]
         real_a = stack_cropped([it["A"] for it in items])
@@ -317,3 +271,76 @@ class ValidationMetrics(pl.Callback):
             logs.update({f"val/{k}_ab": v.mean().item() for k, v in paired.items()})
         pl_module.log_dict(logs, sync_dist=True)
 
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file, then renames it into place.
+
+    A crash or SIGKILL mid-write leaves the previous checkpoint intact instead of a
+    truncated one.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """Keeps ``last.ckpt`` current: every ``every_n_train_steps`` steps and after the final step.
+
+    It is written at the end of a training batch, not when training ends: by then
+    Lightning has already counted the epoch as finished, and a run resumed from such a
+    checkpoint would skip an epoch (and its learning rate) when it continues.
+
+    A ModelCheckpoint for its folder (``<run>/checkpoints``, resolved by Lightning),
+    ``last_model_path`` and its place in ``trainer.checkpoint_callbacks``, but the writing is
+    its own, through ``trainer.save_checkpoint``: ModelCheckpoint's own saving would warn
+    about manual optimization at every save and can only be driven through its private methods.
+    """
+
+    def __init__(self, dirpath: str | None = None, every_n_train_steps: int = 1000) -> None:
+        # every_n_train_steps is passed on only so that the callback's state key (and so the
+        # state restored from older checkpoints) stays the same; save_last=False and
+        # save_top_k=0 keep ModelCheckpoint itself from writing anything.
+        super().__init__(dirpath=dirpath, save_last=False, save_top_k=0, every_n_train_steps=every_n_train_steps)
+        self.every_n_train_steps = every_n_train_steps
+        self._saved_step: int | None = None  # the step last.ckpt was written at, in this fit
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        step = trainer.global_step
+        periodic = self.every_n_train_steps > 0 and step % self.every_n_train_steps == 0
+        final_step = 0 < trainer.max_steps <= step
+        final_epoch = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs > 0
+        if periodic or final_step or (final_epoch and trainer.fit_loop.epoch_loop.batch_progress.is_last_batch):
+            self.save_now(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._saved_step is None:  # stopped otherwise (max_time, early stopping) before any save
+            self.save_now(trainer)
+
+    def save_now(self, trainer: pl.Trainer) -> None:
+        """Write last.ckpt for the current iteration (once per iteration; on every rank, as DDP needs)."""
+        if trainer.global_step in (0, self._saved_step) or trainer.fast_dev_run or trainer.sanity_checking:
+            return  # (no need to save when no steps were taken)
+        # Set before saving: last_model_path is part of this callback's state in the checkpoint.
+        self.last_model_path = self.last_model_path or self._free_last_path(trainer)
+        trainer.save_checkpoint(self.last_model_path)
+        self._saved_step = trainer.global_step
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.after_save_checkpoint(proxy(self))
+
+    def _free_last_path(self, trainer: pl.Trainer) -> str:
+        """last.ckpt, or last-v1.ckpt, ... where an earlier run left one in the same folder."""
+        path, version = self.format_checkpoint_name({}, self.CHECKPOINT_NAME_LAST), self.STARTING_VERSION
+        while self.file_exists(path, trainer):
+            path, version = self.format_checkpoint_name({}, self.CHECKPOINT_NAME_LAST, ver=version), version + 1
+        return path

@@ -1,10 +1,15 @@
-"""Reading generators back out of training checkpoints."""
+"""Everything about checkpoint files that needs no Lightning: the entries we add, finding the
+one to resume, reading them back once, and rebuilding generators from them. (Writing them,
+atomically and as ``last.ckpt``, is done by Lightning callbacks in :mod:`cyclegan.callbacks`.)
+
+What the models add to a checkpoint (pools, translator metadata) is written by
+:func:`cyclegan.training.save_training_state`; the keys are named there.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import pickle
 from dataclasses import asdict
 from pathlib import Path
@@ -13,22 +18,14 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from .errors import CheckpointError
 from .networks import GeneratorConfig, build_generator
 
 Direction = Literal["a2b", "b2a"]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable or lacks what was asked; one-line message."""
-
-
-def fail(error: BaseException, *, code: int = 2) -> int:
-    """Report a user-facing error as one ``error: ...`` line and return the exit code; with
-    ``cyclegan --debug ...`` (CYCLEGAN_DEBUG set) re-raise it with its traceback instead."""
-    if os.environ.get("CYCLEGAN_DEBUG"):
-        raise error
-    print(f"error: {error}", file=sys.stderr)
-    return code
+# Entries this project adds to a Lightning checkpoint.
+WANDB_RUN_ID = "wandb_run_id"  # the W&B run that a resumed fit continues
+IMAGE_POOLS = "image_pools"  # Pools.state_dict(): {"a": ..., "b": ...}
+TRANSLATOR = "translator"  # translator_meta(): enough to rebuild the generators
 
 
 def translator_meta(module: Any, *, directions: dict[str, str]) -> dict[str, Any]:
@@ -55,6 +52,11 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def _reason(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load a Lightning checkpoint of ours onto the CPU, tensors and plain data only."""
     path = Path(path)
@@ -63,9 +65,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from None
-    if not isinstance(checkpoint, dict) or "translator" not in checkpoint:
+        raise CheckpointError(f"cannot read checkpoint {path}: {_reason(e)}") from None
+    if not isinstance(checkpoint, dict) or TRANSLATOR not in checkpoint:
         raise CheckpointError(f"{path} is not a cyclegan training checkpoint (no 'translator' entry)")
     return checkpoint
 
@@ -77,7 +78,7 @@ def load_generator(ckpt_path: str | os.PathLike, direction: Direction = "a2b") -
     of the generator's stride (4 for ResNet generators). Method-1 checkpoints have only "a2b".
     """
     checkpoint = read_checkpoint(ckpt_path)
-    meta = checkpoint["translator"]
+    meta = checkpoint[TRANSLATOR]
     if direction not in meta["directions"]:
         have = ", ".join(meta["directions"])
         raise CheckpointError(f"{ckpt_path}: a {meta['kind']} checkpoint has no '{direction}' generator (it has: {have})")
@@ -88,3 +89,24 @@ def load_generator(ckpt_path: str | os.PathLike, direction: Direction = "a2b") -
     prefix = meta["directions"][direction] + "."
     net.load_state_dict({k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)})
     return net.eval()
+
+
+def find_last_checkpoint(root: str | os.PathLike, dirpath: str | None = None) -> Path:
+    """``--ckpt_path last``: the newest last.ckpt under ``root``, preferring those in ``dirpath``."""
+    candidates = sorted(Path(root).glob("**/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    if dirpath:
+        candidates = [p for p in candidates if p.parent == Path(dirpath)] or candidates
+    if not candidates:
+        raise CheckpointError(f"--ckpt_path last: no last.ckpt under {root}")
+    return candidates[-1]
+
+
+def wandb_run_id(path: str | os.PathLike) -> str | None:
+    """The W&B run a checkpoint was written by (None if it has none), checking that the file is there."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:  # memory-mapped: only the few bytes of the run id are read now
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True).get(WANDB_RUN_ID)
+    except Exception as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {_reason(e)}") from None

@@ -6,27 +6,26 @@
 
 from __future__ import annotations
 
-import importlib
-import os
 import sys
 import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
 import yaml
 from jsonargparse import lazy_instance
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.plugins.io import TorchCheckpointIO
+from pytorch_lightning.utilities import rank_zero_info
 
 from .callbacks import (
     AtomicCheckpointIO, GracefulStop, LastCheckpoint, SampleGrid, TrainingHealth, ValidationMetrics, run_dir,
 )
-from .checkpoint import CheckpointError, fail
-from .data import DataError, UnpairedImageDataModule
-from .optim import NonFiniteLossError
-from .tracking import WandbLogger, announce
+from .checkpoint import WANDB_RUN_ID, CheckpointError, find_last_checkpoint, wandb_run_id
+from .commands import COMMANDS
+from .data import UnpairedImageDataModule
+from .errors import CycleGANError
+from .tracking import WandbLogger
 
 # Imported so that ``--model CycleGAN`` / ``--model Method1`` resolve by short name.
 from .cycle_gan import CycleGAN  # noqa: F401
@@ -49,7 +48,7 @@ class _RunSummary(pl.Callback):
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                checkpoint["wandb_run_id"] = logger.version
+                checkpoint[WANDB_RUN_ID] = logger.version
 
     def _lines(self, trainer: pl.Trainer) -> list[str]:
         lines = []
@@ -63,11 +62,11 @@ class _RunSummary(pl.Callback):
         if not trainer.is_global_zero:
             return
         for line in self._lines(trainer):
-            announce(line)
+            rank_zero_info(line)
         n_epochs = getattr(pl_module.hparams, "n_epochs", None)
         n_decay = getattr(pl_module.hparams, "n_epochs_decay", None)
         if n_epochs is not None and trainer.max_steps == -1 and trainer.max_epochs != n_epochs + n_decay:
-            announce(f"note: the LR schedule spans n_epochs + n_epochs_decay = {n_epochs + n_decay} epochs, "
+            rank_zero_info(f"note: the LR schedule spans n_epochs + n_epochs_decay = {n_epochs + n_decay} epochs, "
                      f"but training stops after max_epochs = {trainer.max_epochs}")
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -75,10 +74,10 @@ class _RunSummary(pl.Callback):
             return
         for callback in trainer.checkpoint_callbacks:
             if callback.last_model_path:
-                announce(f"last checkpoint: {callback.last_model_path}")
+                rank_zero_info(f"last checkpoint: {callback.last_model_path}")
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                announce(logger.describe())
+                rank_zero_info(logger.describe())
 
 
 class CycleGANCLI(LightningCLI):
@@ -118,23 +117,13 @@ class CycleGANCLI(LightningCLI):
         logger = config.trainer.logger
         wandb_logger = getattr(logger, "class_path", None) == f"{WandbLogger.__module__}.{WandbLogger.__name__}"
         if config.ckpt_path == "last":
-            root = Path(logger.init_args.save_dir if wandb_logger else config.trainer.default_root_dir or "runs")
-            candidates = sorted(root.glob("**/last.ckpt"), key=lambda p: p.stat().st_mtime)
-            if config.last_checkpoint.dirpath:
-                candidates = [p for p in candidates if p.parent == Path(config.last_checkpoint.dirpath)] or candidates
-            if not candidates:
-                raise CheckpointError(f"--ckpt_path last: no last.ckpt under {root}")
-            config.ckpt_path = str(candidates[-1])
+            root = logger.init_args.save_dir if wandb_logger else config.trainer.default_root_dir or "runs"
+            config.ckpt_path = str(find_last_checkpoint(root, config.last_checkpoint.dirpath))
         path = Path(config.ckpt_path)
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint not found: {path}")
-        try:  # memory-mapped: only the few bytes of the run id are read now
-            run_id = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("wandb_run_id")
-        except Exception as e:
-            raise CheckpointError(f"cannot read checkpoint {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        run_id = wandb_run_id(path)
         if wandb_logger and run_id and not logger.init_args.version:
             logger.init_args.version = run_id
-        announce(f"resuming from {path}" + (f" (W&B run {run_id})" if run_id else ""))
+        rank_zero_info(f"resuming from {path}" + (f" (W&B run {run_id})" if run_id else ""))
 
     def before_fit(self) -> None:
         # List the image folders now, so that a bad one fails before any W&B run is created.
@@ -150,7 +139,7 @@ class CycleGANCLI(LightningCLI):
     def after_fit(self) -> None:
         for callback in self.trainer.callbacks:
             if isinstance(callback, GracefulStop) and callback.stopped_by and self.trainer.is_global_zero:
-                announce(f"stopped by {callback.stopped_by} at step {self.trainer.global_step}; "
+                rank_zero_info(f"stopped by {callback.stopped_by} at step {self.trainer.global_step}; "
                          f"resume with --ckpt_path {callback.checkpoint or 'last'}")
         # Close the W&B run so its files are complete when the command returns
         # (and a second fit in the same process starts a run of its own).
@@ -159,8 +148,19 @@ class CycleGANCLI(LightningCLI):
                 logger.experiment.finish()
 
 
+def _quiet_expected_warnings() -> None:
+    """Silence the warnings about what this project does on purpose; installed when the CLI
+    starts (not at import), before LightningCLI would warn."""
+    # main() hands LightningCLI the arguments explicitly (less --debug).
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    # training.set_epoch puts a resumed run's LR schedulers at its epoch before any optimizer
+    # step: that is the point, nothing is skipped.
+    warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
+
+
 def build_cli(args: list[str] | None = None, *, run: bool = True) -> CycleGANCLI:
     """The CLI object (``args=None`` reads ``sys.argv``); after ``fit`` it holds ``.model`` and ``.trainer``."""
+    _quiet_expected_warnings()
     return CycleGANCLI(
         datamodule_class=UnpairedImageDataModule,
         subclass_mode_model=True,
@@ -173,37 +173,39 @@ def build_cli(args: list[str] | None = None, *, run: bool = True) -> CycleGANCLI
     )
 
 
-# main() hands LightningCLI the arguments explicitly (less --debug); that is intended here.
-warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+# Commands beside Lightning's fit/validate/...: name -> function taking the remaining
+# arguments and returning an exit code (see cyclegan.commands).
+TOOLS = COMMANDS
 
-# Commands beside Lightning's fit/validate/...: name -> (module, function taking the
-# remaining arguments and returning an exit code). Imported only when used.
-TOOLS: dict[str, tuple[str, str]] = {
-    "translate": ("cyclegan.translate", "main"),
-    "export": ("cyclegan.export", "main"),
-    "evaluate": ("cyclegan.evaluate", "main_evaluate"),
-    "compare": ("cyclegan.evaluate", "main_compare"),
-}
+
+def run(argv: list[str], *, debug: bool = False) -> int | None:
+    """Run one command line (without the program name): the exit code, or None after a Lightning
+    command that finished. A :class:`CycleGANError` becomes one ``error: ...`` line and its exit
+    code; with ``debug`` it propagates with its traceback."""
+    try:
+        if argv and argv[0] in TOOLS:
+            return TOOLS[argv[0]](argv[1:])
+        build_cli(argv)
+        return None
+    except CycleGANError as e:
+        if debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``cyclegan`` console script."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if "--debug" in argv:  # tracebacks instead of one-line errors, for every command
+    debug = "--debug" in argv  # tracebacks instead of one-line errors, for every command
+    if debug:
         argv.remove("--debug")
-        os.environ["CYCLEGAN_DEBUG"] = "1"
     if not argv or argv[0] in ("-h", "--help"):
         print("commands: fit, validate, test, predict (Lightning); " + ", ".join(TOOLS)
               + "\n`cyclegan COMMAND --help` lists a command's options\n")
-    if argv and argv[0] in TOOLS:
-        module, function = TOOLS[argv[0]]
-        raise SystemExit(getattr(importlib.import_module(module), function)(argv[1:]))
-    try:
-        build_cli(argv)
-    except (DataError, CheckpointError) as e:
-        raise SystemExit(fail(e)) from None
-    except NonFiniteLossError as e:
-        raise SystemExit(fail(e, code=1)) from None
+    code = run(argv, debug=debug)
+    if code is not None:
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":

@@ -10,24 +10,31 @@ judges domain B); here each discriminator is named after the domain it judges.
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import translator_meta
-from .image_pool import ImagePool
+from .image_pool import Pools
 from .losses import GanMode, discriminator_loss, gan_loss
 from .networks import (
     DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator, call_batched, init_weights,
     samples_independent,
 )
-from .optim import (
-    NonFiniteGuard, adam_with_linear_decay, count_iterations_not_optimizer_steps, grad_norm, offset_seeds_per_rank,
-    set_epoch,
+from .training import (
+    D_ACCURACY, NonFiniteGuard, adam_with_linear_decay, compile_in_place, count_iterations_not_optimizer_steps,
+    discriminator_logs, grad_norm, load_training_state, log_training_step, network_configs, offset_seeds_per_rank,
+    save_training_state, set_epoch, store_network_configs,
 )
+
+
+class GeneratorLosses(NamedTuple):
+    """What the generator pass gives: every weighted term of L_G, and the fakes the discriminators judge next."""
+
+    losses: dict[str, torch.Tensor]  # loss_g_adv_ab, loss_g_adv_ba, loss_cycle_a/b, [loss_idt_a/b], their sum loss_g
+    fake_a: torch.Tensor  # F(b), (N, C_a, H, W), for D_A
+    fake_b: torch.Tensor  # G(a), (N, C_b, H, W), for D_B
 
 
 class CycleGAN(pl.LightningModule):
@@ -80,16 +87,11 @@ class CycleGAN(pl.LightningModule):
         max_nonfinite: int = 5,
     ) -> None:
         super().__init__()
-        generator, discriminator = GeneratorConfig(**generator) if isinstance(generator, dict) else generator, (
-            DiscriminatorConfig(**discriminator) if isinstance(discriminator, dict) else discriminator
-        )
+        generator, discriminator = network_configs(generator, discriminator)
         if lambda_identity > 0 and input_nc != output_nc:
             raise ValueError(f"the identity loss needs input_nc == output_nc (got {input_nc}, {output_nc}); set lambda_identity: 0")
         self.save_hyperparameters()
-        # Plain dicts in the checkpoint, so it loads with torch.load(weights_only=True).
-        self.hparams.update(generator=asdict(generator), discriminator=asdict(discriminator))
-        self.automatic_optimization = False
-        self.generator_config = generator
+        store_network_configs(self, generator, discriminator)
 
         self.G_AB = init_weights(build_generator(generator, input_nc=input_nc, output_nc=output_nc), gain=init_gain)
         self.G_BA = init_weights(build_generator(generator, input_nc=output_nc, output_nc=input_nc), gain=init_gain)
@@ -98,20 +100,18 @@ class CycleGAN(pl.LightningModule):
         self.guard = NonFiniteGuard(patience=max_nonfinite)
         self._g_batchable = samples_independent(self.G_AB)
         self._d_batchable = samples_independent(self.D_A)
-        # Seeded from torch's RNG so that seed_everything makes the pools reproducible.
-        self.pool_a = ImagePool(pool_size, seed=int(torch.randint(2**62, ())))  # fakes of A, for D_A
-        self.pool_b = ImagePool(pool_size, seed=int(torch.randint(2**62, ())))  # fakes of B, for D_B
+        self.pools = Pools(pool_size, "a", "b")
+        self.pool_a, self.pool_b = self.pools["a"], self.pools["b"]  # fakes of A, for D_A; fakes of B, for D_B
 
     def configure_model(self) -> None:
-        if self.hparams.compile:  # in place: parameter names, and so checkpoints, stay the same
-            for net in (self.G_AB, self.G_BA, self.D_A, self.D_B):
-                net.compile()
+        if self.hparams.compile:
+            compile_in_place(self.G_AB, self.G_BA, self.D_A, self.D_B)
 
     def forward(self, real_a: torch.Tensor) -> torch.Tensor:
         """A -> B translation, (N, C_a, H, W) -> (N, C_b, H, W), both in [-1, 1]."""
         return self.G_AB(real_a)
 
-    def generator_losses(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, torch.Tensor]:
+    def generator_losses(self, real_a: torch.Tensor, real_b: torch.Tensor) -> GeneratorLosses:
         """Every term of L_G, weighted, plus their sum under ``loss_g``; also the fakes for D.
 
         The six generator passes run as three calls when the generators have no batch
@@ -138,10 +138,9 @@ class CycleGAN(pl.LightningModule):
             out["loss_idt_a"] = F.l1_loss(idt_a, real_a) * hp.lambda_a * hp.lambda_identity
             out["loss_idt_b"] = F.l1_loss(idt_b, real_b) * hp.lambda_b * hp.lambda_identity
         out["loss_g"] = sum(out.values())
-        out["fake_a"], out["fake_b"] = fake_a, fake_b
-        return out
+        return GeneratorLosses(out, fake_a=fake_a, fake_b=fake_b)
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any] | None:
         real_a, real_b = batch["A"], batch["B"]  # (N, C, H, W) each, in [-1, 1]
         opt_g, opt_d = self.optimizers()
         count_iterations_not_optimizer_steps(opt_d)
@@ -149,18 +148,18 @@ class CycleGAN(pl.LightningModule):
         # 1. Generators, with D_A and D_B frozen (toggling drops them from autograd).
         with self.toggled_optimizer(opt_g):
             g = self.generator_losses(real_a, real_b)
-            if not self.guard.finite(self, g):
-                return  # fakes from a broken forward pass would poison D and the pools too
+            if not self.guard.finite(self, g.losses):
+                return None  # fakes from a broken forward pass would poison D and the pools too
             opt_g.zero_grad(set_to_none=True)
-            self.manual_backward(g["loss_g"])
+            self.manual_backward(g.losses["loss_g"])
             g_norm = grad_norm(itertools.chain(self.G_AB.parameters(), self.G_BA.parameters()))
             opt_g.step()
 
         # 2. Discriminators, on real images and on fakes drawn from the history pools.
         with self.toggled_optimizer(opt_d):
-            d_a = discriminator_loss(self.D_A, real_a, self.pool_a.query(g["fake_a"]),
+            d_a = discriminator_loss(self.D_A, real_a, self.pool_a.query(g.fake_a),
                                      mode=self.hparams.gan_mode, lambda_gp=self.hparams.lambda_gp, together=self._d_batchable)
-            d_b = discriminator_loss(self.D_B, real_b, self.pool_b.query(g["fake_b"]),
+            d_b = discriminator_loss(self.D_B, real_b, self.pool_b.query(g.fake_b),
                                      mode=self.hparams.gan_mode, lambda_gp=self.hparams.lambda_gp, together=self._d_batchable)
             if self.guard.finite(self, {"loss_d_a": d_a.loss, "loss_d_b": d_b.loss}):
                 opt_d.zero_grad(set_to_none=True)
@@ -168,22 +167,15 @@ class CycleGAN(pl.LightningModule):
                 opt_d.step()
                 self.guard.step_done()
 
-        logs = {f"train/{k}": v.detach() for k, v in g.items() if k.startswith("loss")}
-        logs.update({
-            "train/loss_d_a": d_a.loss.detach(), "train/loss_d_b": d_b.loss.detach(),
-            "train/d_a_real": d_a.score_real, "train/d_a_fake": d_a.score_fake, "train/d_a_acc": d_a.accuracy,
-            "train/d_b_real": d_b.score_real, "train/d_b_fake": d_b.score_fake, "train/d_b_acc": d_b.accuracy,
-            "train/grad_norm_g": g_norm,
-            "train/lr_g": opt_g.param_groups[0]["lr"], "train/lr_d": opt_d.param_groups[0]["lr"],
-            "train/skipped_updates": float(self.guard.skipped),
-        })
-        self.log_dict(logs, on_step=True, on_epoch=False, batch_size=real_a.shape[0])
-        self.log_dict({"loss_g": logs["train/loss_g"], "loss_d": logs["train/loss_d_a"] + logs["train/loss_d_b"]},
-                      prog_bar=True, logger=False, batch_size=real_a.shape[0])
+        logs = {f"train/{k}": v.detach() for k, v in g.losses.items()}
+        log_training_step(self, {**logs, **discriminator_logs("a", d_a), **discriminator_logs("b", d_b)},
+                          opt_g=opt_g, opt_d=opt_d, g_norm=g_norm, guard=self.guard, loss_g=logs["train/loss_g"],
+                          loss_d=d_a.loss.detach() + d_b.loss.detach(), batch_size=real_a.shape[0])
+        return {D_ACCURACY: {"D_A": d_a.accuracy, "D_B": d_b.accuracy}}  # for the TrainingHealth callback
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         g = self.generator_losses(batch["A"], batch["B"])
-        self.log_dict({f"val/{k}": v for k, v in g.items() if k.startswith("loss")},
+        self.log_dict({f"val/{k}": v for k, v in g.losses.items()},
                       on_epoch=True, batch_size=batch["A"].shape[0], sync_dist=True)
 
     @torch.no_grad()
@@ -193,26 +185,20 @@ class CycleGAN(pl.LightningModule):
         return [real_a, fake_b, self.G_BA(fake_b), real_b, fake_a, self.G_AB(fake_a)]
 
     def configure_optimizers(self):
-        hp = self.hparams
         return adam_with_linear_decay(
             itertools.chain(self.G_AB.parameters(), self.G_BA.parameters()),
             itertools.chain(self.D_A.parameters(), self.D_B.parameters()),
-            lr=hp.lr, betas=(hp.beta1, hp.beta2), n_epochs=hp.n_epochs, n_epochs_decay=hp.n_epochs_decay,
+            self.hparams,
         )
 
     def on_fit_start(self) -> None:
-        offset_seeds_per_rank(self, self.pool_a, self.pool_b)
+        offset_seeds_per_rank(self, self.pools)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         set_epoch(self)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["image_pools"] = {"a": self.pool_a.state_dict(), "b": self.pool_b.state_dict()}
-        checkpoint["translator"] = translator_meta(
-            self, directions={"a2b": "G_AB", "b2a": "G_BA"}
-        )
+        save_training_state(checkpoint, self, self.pools, directions={"a2b": "G_AB", "b2a": "G_BA"})
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if "image_pools" in checkpoint:
-            self.pool_a.load_state_dict(checkpoint["image_pools"]["a"])
-            self.pool_b.load_state_dict(checkpoint["image_pools"]["b"])
+        load_training_state(checkpoint, self.pools)

@@ -17,62 +17,15 @@ import cv2
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
 from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+from .errors import DataError
+from .images import (  # noqa: F401 - the image helpers' old home; they live in images.py
+    IMAGE_EXTENSIONS, describe_error, image_problem, list_images, normalize_image, read_image, to_uint8, to_unit_range,
+)
+
 Preprocess = Literal["resize_and_crop", "crop", "scale_width_and_crop", "none"]
-
-
-class DataError(ValueError):
-    """Bad or missing input data; the message is one line naming the file or folder."""
-
-
-def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Every file under ``folder`` (recursively) with an image extension, sorted.
-
-    Raises :class:`DataError` if the folder is missing or holds none. Broken links are
-    kept, so that :func:`usable_images` can report them.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"image folder not found: {folder}")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and not p.is_dir())
-    if not files:
-        exts = "/".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
-        raise DataError(f"no images ({exts}) in {folder}")
-    return files
-
-
-def image_problem(path: Path) -> str | None:
-    """Why ``path`` cannot be used as an image, from its header alone; ``None`` if it looks fine."""
-    try:
-        if path.is_symlink() and not path.exists():
-            return "broken symbolic link"
-        if path.stat().st_size == 0:
-            return "empty file"
-        with Image.open(path) as im:
-            width, height = im.size
-        if width < 1 or height < 1:
-            return "image has no pixels"
-    except PermissionError:
-        return "permission denied"
-    except Image.DecompressionBombError:
-        return f"over {Image.MAX_IMAGE_PIXELS * 2} pixels (PIL's decompression-bomb limit)"
-    except (OSError, SyntaxError, ValueError) as e:  # UnidentifiedImageError is an OSError
-        return describe_error(e)
-    return None
-
-
-def describe_error(error: BaseException) -> str:
-    """One line saying why a file could not be read, without the path the caller prints."""
-    if isinstance(error, UnidentifiedImageError):
-        return "not an image Pillow can decode"
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def usable_images(folder: str | os.PathLike) -> list[Path]:
@@ -89,34 +42,6 @@ def usable_images(folder: str | os.PathLike) -> list[Path]:
         more = f"; and {len(bad) - 3} more" if len(bad) > 3 else ""
         rank_zero_info(f"warning: skipped {len(bad)} of {len(files)} files in {folder}: {examples}{more}")
     return good
-
-
-def normalize_image(image: Image.Image, *, channels: int = 3) -> tuple[Image.Image, Image.Image | None]:
-    """An image as the networks see it: RGB (or L when ``channels`` is 1), upright, 8-bit.
-
-    EXIF orientation is applied; transparent images are composited onto white rather
-    than keeping whatever colour hides under alpha 0 (their alpha channel is returned
-    too, so that a translation can carry it over); 16-bit images are scaled to 8 bits.
-    This is the one place where training and conversion decode images.
-    """
-    image = ImageOps.exif_transpose(image)
-    alpha = None
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        image = image.convert("RGBA")
-        alpha = image.getchannel("A")
-        image = Image.alpha_composite(Image.new("RGBA", image.size, (255, 255, 255, 255)), image)
-    elif image.mode.startswith("I"):  # 16/32-bit grayscale; PIL's convert would clip it to white
-        values = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
-        image = Image.fromarray((values * (255.0 / top)).clip(0, 255).astype(np.uint8))
-    return image.convert("RGB" if channels == 3 else "L"), alpha
-
-
-def read_image(path: str | os.PathLike, *, channels: int = 3) -> np.ndarray:
-    """Decode an image file as uint8 (H, W, channels), normalised by :func:`normalize_image`."""
-    with Image.open(path) as im:
-        array = np.asarray(normalize_image(im, channels=channels)[0])
-    return array.reshape(array.shape[0], array.shape[1], channels)
 
 
 class _UpscaleSmall(A.ImageOnlyTransform):
@@ -311,13 +236,3 @@ def stack_cropped(images: list[torch.Tensor]) -> torch.Tensor:
     (``preprocess: none`` keeps each image's own size, padded to a multiple of 4)."""
     h, w = min(x.shape[-2] for x in images), min(x.shape[-1] for x in images)
     return torch.stack([x[..., (x.shape[-2] - h) // 2:][..., :h, (x.shape[-1] - w) // 2:][..., :w] for x in images])
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """Network tensors in [-1, 1] -> uint8 [0, 255] in the same layout, rounded as when saved."""
-    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-
-
-def to_unit_range(images: torch.Tensor) -> torch.Tensor:
-    """Network tensors in [-1, 1] -> [0, 1] for display, clamped."""
-    return ((images + 1) / 2).clamp(0, 1)

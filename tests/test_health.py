@@ -6,6 +6,7 @@ from torch import nn
 
 from cyclegan.callbacks import TrainingHealth, _mean_pairwise_l1
 from cyclegan.losses import discriminator_loss
+from cyclegan.training import D_ACCURACY
 
 
 def test_discriminator_accuracy_counts_patches_on_the_right_side():
@@ -29,23 +30,23 @@ def test_diversity_is_one_for_identity_and_zero_for_a_constant_map():
     assert _mean_pairwise_l1(torch.stack([torch.zeros(3, 4, 4), torch.full((3, 4, 4), 0.5)])).item() == pytest.approx(0.5)
 
 
-class _Trainer:
-    def __init__(self, metrics):
-        self.callback_metrics = metrics
+def _step(accuracy):
+    """What a training_step returns, as TrainingHealth receives it in on_train_batch_end."""
+    return {D_ACCURACY: {"D_B": torch.tensor(accuracy)}}
 
 
 def test_warns_once_when_the_discriminator_wins_outright():
     health = TrainingHealth(window=5, max_d_accuracy=0.99)
     for _ in range(49):  # the window is read every 50 iterations
-        health.on_train_batch_end(_Trainer({"train/d_b_acc": torch.tensor(1.0)}), None)
+        health.on_train_batch_end(None, None, _step(1.0), None, 0)
     with pytest.warns(UserWarning, match="D_B has classified 100.0% of patches right over the last 5 iterations"):
-        health.on_train_batch_end(_Trainer({"train/d_b_acc": torch.tensor(1.0)}), None)
+        health.on_train_batch_end(None, None, _step(1.0), None, 0)
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no second warning
-        health.on_train_batch_end(_Trainer({"train/d_b_acc": torch.tensor(1.0)}), None)
+        health.on_train_batch_end(None, None, _step(1.0), None, 0)
     balanced = TrainingHealth(window=5)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for _ in range(100):
-            balanced.on_train_batch_end(_Trainer({"train/d_b_acc": torch.tensor(0.7)}), None)
+            balanced.on_train_batch_end(None, None, _step(0.7), None, 0)

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from cyclegan import CycleGAN, DiscriminatorConfig, GeneratorConfig, Method1, UnpairedImageDataModule
-from cyclegan.optim import linear_decay
+from cyclegan.training import linear_decay
 
 TINY = dict(generator=GeneratorConfig(ngf=4, n_blocks=1), discriminator=DiscriminatorConfig(ndf=4, n_layers=2))
 
@@ -58,7 +58,7 @@ def test_cycle_and_identity_losses_are_zero_for_identity_generators():
     model = CycleGAN(**TINY)
     model.G_AB, model.G_BA = nn.Identity(), nn.Identity()
     a, b = torch.rand(2, 3, 16, 16) * 2 - 1, torch.rand(2, 3, 16, 16) * 2 - 1
-    out = model.generator_losses(a, b)
+    out = model.generator_losses(a, b).losses
     for k in ("loss_cycle_a", "loss_cycle_b", "loss_idt_a", "loss_idt_b"):
         assert out[k].item() == 0.0, k
     # What is left is the adversarial part, here against the untrained D on the unchanged images.
@@ -71,12 +71,12 @@ def test_cycle_and_identity_terms_are_weighted_l1():
     shift = 0.25
     model.G_AB = model.G_BA = _Shift(shift)
     a, b = torch.zeros(1, 3, 32, 32), torch.zeros(1, 3, 32, 32)
-    out = model.generator_losses(a, b)
+    out = model.generator_losses(a, b).losses
     assert out["loss_cycle_a"].item() == pytest.approx(10.0 * 2 * shift)  # F(G(a)) = a + 2 shift
     assert out["loss_cycle_b"].item() == pytest.approx(4.0 * 2 * shift)
     assert out["loss_idt_a"].item() == pytest.approx(10.0 * 0.5 * shift)
     assert out["loss_idt_b"].item() == pytest.approx(4.0 * 0.5 * shift)
-    assert "loss_idt_a" not in CycleGAN(**TINY, lambda_identity=0).generator_losses(a, b)
+    assert "loss_idt_a" not in CycleGAN(**TINY, lambda_identity=0).generator_losses(a, b).losses
 
 
 class _Shift(nn.Module):

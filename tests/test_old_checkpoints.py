@@ -17,3 +17,29 @@ def test_old_checkpoint_generator_gives_recorded_output(kind, direction):
     with torch.no_grad():
         out = g(recorded["input"])
     torch.testing.assert_close(out, recorded[f"{kind}_{direction}"], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("kind", ["cyclegan", "method1"])
+def test_training_resumes_from_an_old_checkpoint(kind, tiny_root, tmp_path):
+    from cyclegan.cli import build_cli
+
+    old = torch.load(FIXTURES / f"v0_{kind}.ckpt", weights_only=True)
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    cli = build_cli([
+        "fit", "--config", str(configs / f"{kind}.yaml"), "--config", str(configs / "tiny.yaml"),
+        "--data.root", str(tiny_root), "--trainer.default_root_dir", str(tmp_path / "runs"), "--seed_everything", "0",
+        "--model.init_args.generator.ngf", "4", "--model.init_args.generator.n_blocks", "1",
+        "--model.init_args.discriminator.ndf", "4", "--trainer.max_steps", str(old["global_step"] + 2),
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+        "--samples.every_n_steps", "0", "--ckpt_path", str(FIXTURES / f"v0_{kind}.ckpt"),
+    ])
+    assert cli.trainer.global_step == old["global_step"] + 2
+    assert cli.trainer.logger.version == old["wandb_run_id"]  # the same W&B run continues
+    for name, state in old["image_pools"].items():  # the pools came back, then grew
+        pool = cli.model.pools[name].images
+        assert len(pool) == len(state["images"]) + 2
+        for restored, kept in zip(pool, state["images"]):
+            torch.testing.assert_close(restored.cpu(), kept)
+    new = Path(cli.trainer.checkpoint_callback.dirpath) / "last.ckpt"
+    assert torch.load(new, weights_only=True)["global_step"] == old["global_step"] + 2
+    assert cyclegan.load_generator(new, "a2b") is not None

@@ -15,7 +15,7 @@ import torch
 
 from cyclegan import CycleGAN, DiscriminatorConfig, GeneratorConfig, UnpairedImageDataModule
 from cyclegan.cli import build_cli
-from cyclegan.optim import NonFiniteLossError
+from cyclegan.errors import NonFiniteLossError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

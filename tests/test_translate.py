@@ -13,14 +13,19 @@ import pytest
 import torch
 from PIL import Image
 
-from cyclegan.cli import main as cli_main
+from cyclegan.cli import main as cli_main, run as cli_run
 from cyclegan.networks import GeneratorConfig, build_generator
 from cyclegan.tiling import tiled_forward
 from cyclegan.checkpoint import sha256_file
-from cyclegan.translate import Translator, main, translate_image, translate_tensor
+from cyclegan.translate import Translator, translate_image, translate_tensor
 from conftest import write_images
 
 TINY = GeneratorConfig(ngf=8, n_blocks=2)
+
+
+def main(argv: list[str]) -> int:
+    """``cyclegan translate ARGV``'s exit code."""
+    return cli_run(["translate", *argv])
 
 
 def make_checkpoint(path: Path, *, kind="cyclegan", nc=3, config=TINY, seed=0) -> Path:
@@ -292,3 +297,14 @@ def test_tiling_through_the_cli(ckpt, tmp_path):
     whole = np.asarray(Image.open(tmp_path / "whole" / "a.png"), dtype=float)
     assert tiled.shape == whole.shape == (70, 100, 3)
     assert np.abs(tiled - whole).mean() < 6  # of 255
+
+
+def test_debug_flag_reraises_with_traceback_instead_of_one_line(tmp_path, capsys):
+    from cyclegan.errors import CheckpointError
+
+    argv = ["translate", "--checkpoint", str(tmp_path / "none.ckpt"), "--input", str(tmp_path), "--output",
+            str(tmp_path / "out")]
+    assert cli_run(argv) == 2
+    assert capsys.readouterr().err.strip() == f"error: checkpoint not found: {tmp_path / 'none.ckpt'}"
+    with pytest.raises(CheckpointError):
+        cli_main(["--debug", *argv])

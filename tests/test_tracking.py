@@ -1,0 +1,21 @@
+"""The one place that reaches into Lightning's WandbLogger (tracking._set_mode_before_start
+and its two readers): fails here, by name, when a Lightning release renames what it uses."""
+
+from cyclegan.tracking import WandbLogger, _mode, _offline_flag, _set_mode_before_start
+
+
+def test_mode_can_be_changed_before_the_run_starts(tmp_path):
+    logger = WandbLogger(save_dir=str(tmp_path), offline=False)
+    assert not _offline_flag(logger) and _mode(logger) is None and not logger.disabled
+    assert logger._experiment is None  # not started: the next .experiment access starts it
+
+    _set_mode_before_start(logger, "offline")
+    assert _offline_flag(logger) and logger.offline and not logger.disabled
+
+    _set_mode_before_start(logger, "disabled")
+    assert logger.disabled and not _offline_flag(logger)
+    run = logger.experiment  # wandb.init(mode="disabled"): no files, no network
+    try:
+        assert run.disabled
+    finally:
+        run.finish()
