@@ -293,6 +293,20 @@ def load_published_generator(path: PathLike) -> tuple[nn.Module, GeneratorSpec]:
     return generator_from_state_dict(read_state_dict(path), source=str(path))
 
 
+def single_generator(state: object, path: PathLike, direction: str | None = None) -> tuple[nn.Module, GeneratorSpec]:
+    """The generator of an authors'-layout file that ``torch.load`` gave as ``state``.
+
+    Such a file holds one generator, which maps its own input domain to its output domain:
+    ``direction`` None or "a2b" is that one; "b2a" is refused (it is in the partner file).
+    """
+    if direction not in (None, "a2b"):
+        raise CheckpointError(
+            f"{path} holds a single generator, so it has no '{direction}' direction; use the file of the "
+            "other direction (latest_net_G_B.pth beside latest_net_G_A.pth, zebra2horse for horse2zebra)"
+        )
+    return generator_from_state_dict(as_state_dict(state, source=str(path)), source=str(path))
+
+
 def published_state_dict(net: nn.Module) -> StateDict:
     """``net``'s state dict in the authors' layout: their ``load_state_dict`` takes it."""
     norms = (nn.InstanceNorm2d, nn.BatchNorm2d)
