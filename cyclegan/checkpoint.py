@@ -20,6 +20,8 @@ from torch import nn
 
 from .errors import CheckpointError
 from .networks import GeneratorConfig, build_generator
+from .pretrained import resolve
+from .published import is_state_dict, single_generator
 
 Direction = Literal["a2b", "b2a"]
 # Entries this project adds to a Lightning checkpoint.
@@ -66,8 +68,9 @@ def _reason(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a Lightning checkpoint of ours onto the CPU, tensors and plain data only."""
+def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a training checkpoint of ours, or a bare generator state dict in the authors' layout
+    (tell them apart with :func:`cyclegan.published.is_state_dict`), onto the CPU, once."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -75,8 +78,18 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
         raise CheckpointError(f"cannot read checkpoint {path}: {_reason(e)}") from None
+    if is_state_dict(checkpoint):
+        return checkpoint
     if not isinstance(checkpoint, dict) or TRANSLATOR not in checkpoint:
         raise CheckpointError(f"{path} is not a cyclegan training checkpoint (no 'translator' entry)")
+    return checkpoint
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a Lightning checkpoint of ours onto the CPU, tensors and plain data only."""
+    checkpoint = read_model_file(path)
+    if is_state_dict(checkpoint):
+        raise CheckpointError(f"{path} is a bare state dict (the authors' layout), not a cyclegan training checkpoint")
     return checkpoint
 
 
@@ -85,8 +98,14 @@ def load_generator(ckpt_path: str | os.PathLike, direction: Direction = "a2b") -
 
     It maps (N, C, H, W) tensors in [-1, 1] to the other domain; H and W must be multiples
     of the generator's stride (4 for ResNet generators). Method-1 checkpoints have only "a2b".
+    ``ckpt_path`` may also be a generator file of the authors' code (``latest_net_G_A.pth``:
+    one generator, "a2b" only) or ``pretrained:NAME`` (see :mod:`cyclegan.pretrained`).
     """
-    return generator_from_checkpoint(read_checkpoint(ckpt_path), direction, path=ckpt_path)
+    ckpt_path = resolve(ckpt_path)
+    checkpoint = read_model_file(ckpt_path)
+    if is_state_dict(checkpoint):
+        return single_generator(checkpoint, ckpt_path, direction)[0]
+    return generator_from_checkpoint(checkpoint, direction, path=ckpt_path)
 
 
 def generator_from_checkpoint(checkpoint: dict[str, Any], direction: Direction = "a2b", *,

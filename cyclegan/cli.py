@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import warnings
 from pathlib import Path
+from typing import Optional
 
 import pytorch_lightning as pl
 import yaml
@@ -25,6 +26,7 @@ from .checkpoint import WANDB_RUN_ID, CheckpointError, find_last_checkpoint, wan
 from .commands import COMMANDS
 from .data import UnpairedImageDataModule
 from .errors import CycleGANError
+from .published import load_run
 from .tracking import WandbLogger
 
 # Imported so that ``--model CycleGAN`` / ``--model Method1`` resolve by short name.
@@ -65,8 +67,10 @@ class _RunSummary(pl.Callback):
             rank_zero_info(line)
         n_epochs = getattr(pl_module.hparams, "n_epochs", None)
         n_decay = getattr(pl_module.hparams, "n_epochs_decay", None)
-        if n_epochs is not None and trainer.max_steps == -1 and trainer.max_epochs != n_epochs + n_decay:
-            rank_zero_info(f"note: the LR schedule spans n_epochs + n_epochs_decay = {n_epochs + n_decay} epochs, "
+        start = pl_module.hparams.get("start_epoch", 0)
+        if n_epochs is not None and trainer.max_steps == -1 and trainer.max_epochs != n_epochs + n_decay - start:
+            done = f" ({start} done before this run)" if start else ""
+            rank_zero_info(f"note: the LR schedule spans n_epochs + n_epochs_decay = {n_epochs + n_decay} epochs{done}, "
                      f"but training stops after max_epochs = {trainer.max_epochs}")
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -96,6 +100,12 @@ class CycleGANCLI(LightningCLI):
         parser.add_lightning_class_args(SampleGrid, "samples")
         parser.add_lightning_class_args(TrainingHealth, "health")
         parser.add_lightning_class_args(ValidationMetrics, "val_metrics")
+        parser.add_argument("--init_from", type=Optional[str], default=None,
+                            help="fit: start from a run of the authors' code, a checkpoints/NAME folder with "
+                            "latest_net_{G_A,G_B,D_A,D_B}.pth (weights only: the optimizers start fresh)")
+        parser.add_argument("--init_epoch", type=Optional[int], default=None,
+                            help="with --init_from: take EPOCH_net_*.pth instead of latest_net_*.pth, and carry "
+                            "the LR schedule on at that epoch")
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -111,6 +121,8 @@ class CycleGANCLI(LightningCLI):
                 logger.init_args.save_dir = config.trainer.default_root_dir or "runs"
         if self.subcommand == "fit" and config.ckpt_path:
             self._resume(config)
+        if self.subcommand == "fit" and (config.init_from or config.init_epoch is not None):
+            self._carry_on_schedule(config)  # also when resuming: the schedule stays where the run put it
 
     def _resume(self, config) -> None:
         """``--ckpt_path last`` means the newest last.ckpt of this root; the W&B run resumes too."""
@@ -125,7 +137,39 @@ class CycleGANCLI(LightningCLI):
             logger.init_args.version = run_id
         rank_zero_info(f"resuming from {path}" + (f" (W&B run {run_id})" if run_id else ""))
 
+    def _carry_on_schedule(self, config) -> None:
+        """``--init_epoch N``: the LR schedule carries on at epoch N, and a ``max_epochs`` that
+        spans the whole schedule trains what is left of it (as the authors' ``--epoch_count N+1``)."""
+        init = config.model.init_args
+        if not config.init_from:
+            raise CycleGANError("--init_epoch needs --init_from DIR")
+        if "start_epoch" not in init:
+            raise CycleGANError("--init_from loads the four networks of a CycleGAN run; it needs --model CycleGAN")
+        epoch, total = config.init_epoch or 0, init.n_epochs + init.n_epochs_decay
+        if not 0 <= epoch < total:
+            raise CycleGANError(f"--init_epoch {epoch} is outside the LR schedule (n_epochs + n_epochs_decay = {total})")
+        init.start_epoch = epoch
+        if epoch and config.trainer.max_epochs == total:
+            config.trainer.max_epochs = total - epoch
+            rank_zero_info(f"--init_epoch {epoch}: the LR schedule carries on at epoch {epoch}; "
+                           f"max_epochs {total} -> {total - epoch} (the epochs left of it)")
+        elif not epoch:
+            rank_zero_info("--init_from: the LR schedule starts at epoch 0 (--init_epoch N carries on after N epochs)")
+
+    def _init_from(self, folder: str, epoch: int | None) -> None:
+        """``--init_from DIR``: their G_A, G_B, D_A, D_B into our G_AB, G_BA, D_B, D_A (their D_A judges B)."""
+        m = self.model
+        nets = {"G_AB": m.G_AB, "G_BA": m.G_BA, "D_A": m.D_A, "D_B": m.D_B}
+        files = load_run(nets, folder, "latest" if epoch is None else epoch)
+        rank_zero_info("--init_from: " + ", ".join(f"{ours} <- {path.name}" for ours, path in files.items())
+                       + f" from {folder}; optimizer state starts fresh")
+
     def before_fit(self) -> None:
+        config = self.config[self.subcommand]
+        if config.ckpt_path and config.init_from:
+            rank_zero_info(f"--init_from ignored: resuming from {config.ckpt_path}, which holds the weights")
+        elif config.init_from:  # before anything else, so that a file that does not fit fails first
+            self._init_from(config.init_from, config.init_epoch)
         # List the image folders now, so that a bad one fails before any W&B run is created.
         self.datamodule.setup("fit")
         self.trainer.callbacks += [_RunSummary(), GracefulStop()]

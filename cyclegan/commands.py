@@ -1,4 +1,4 @@
-"""The tool commands beside Lightning's fit/validate: translate, export, evaluate, compare.
+"""The tool commands beside Lightning's fit/validate: translate, export, evaluate, compare, pretrained.
 
 Each command parses its arguments, calls the library once and prints what happened; it
 returns an exit code, or raises a :class:`~cyclegan.errors.CycleGANError` that
@@ -25,6 +25,9 @@ from .evaluate import FILTERS, Evaluation, evaluate_translators
 from .export import FORMATS, export_checkpoint
 from .features import FeatureFallbackWarning, load_feature_extractor
 from .images import IMAGE_EXTENSIONS
+from .networks import GeneratorConfig
+from .pretrained import CACHE_ENV_VAR, PUBLISHED, cache_dir, fetch
+from .published import GeneratorSpec
 from .report import (
     describe_run, log_compare_to_wandb, log_summary_to_wandb, wandb_files_under, wandb_run, write_json, write_report,
 )
@@ -43,6 +46,16 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr)
 
 
+_CHECKPOINT_HELP = ("training checkpoint (.ckpt), a generator file of the authors' code (.pth, e.g. "
+                    "latest_net_G_A.pth), or pretrained:NAME (see `cyclegan pretrained --list`)")
+
+
+def _note_single_generator(direction: str | None, kind: str, checkpoint: str) -> None:
+    # "b2a" with such a file is refused by the loader; "a2b" is what it does anyway.
+    if direction is not None and kind == "published":
+        _stderr(f"note: --direction has no meaning for {checkpoint}: it holds a single generator; ignored")
+
+
 # --------------------------------------------------------------------------- translate
 
 
@@ -52,13 +65,13 @@ def _translate_parser() -> argparse.ArgumentParser:
         description="Translate a folder of images (recursively, mirrored into OUT) or a single image with a trained "
         "translator, at full resolution.",
     )
-    p.add_argument("--checkpoint", required=True, help="training checkpoint (.ckpt), or a file from `cyclegan export` "
+    p.add_argument("--checkpoint", required=True, help=_CHECKPOINT_HELP + ", or a file from `cyclegan export` "
                    "(.pt TorchScript, .onnx); it alone defines architecture and channels")
     p.add_argument("--input", required=True, type=Path, help="image file, or folder searched recursively")
     p.add_argument("--output", required=True, type=Path,
                    help="output folder mirroring INPUT's tree (for a single image: a folder or a file name)")
     p.add_argument("--direction", choices=["a2b", "b2a"], default=None,
-                   help="which generator (default a2b; an exported file has only its own)")
+                   help="which generator (default a2b; an exported or .pth file has only its own)")
     p.add_argument("--format", dest="fmt", choices=["same", *OUTPUT_FORMATS], default="same",
                    help="output format; 'same' keeps the input's (transparent images bound for jpg/bmp become png)")
     p.add_argument("--resize", metavar="N", type=_positive, default=None,
@@ -92,11 +105,12 @@ def translate(argv: list[str]) -> int:
         stats_size=args.stats_size, overwrite=args.overwrite, batch_size=args.batch_size, workers=args.workers,
     )
     translator = load_translator(args.checkpoint, args.direction, device=args.device, precision=args.precision)
+    _note_single_generator(args.direction, translator.kind, args.checkpoint)
     file_output = args.input.is_file() and args.output.suffix.lower() in IMAGE_EXTENSIONS and not args.output.is_dir()
     summary = convert_folder(
         translator, args.input, args.output, settings, manifest=args.manifest or (
             None if file_output else args.output / "manifest.csv"),
-        checkpoint_sha256=sha256_file(args.checkpoint), progress=not args.quiet,
+        checkpoint_sha256=sha256_file(translator.path), progress=not args.quiet,
     )
     print(summary)
     return 1 if summary.failed else 0
@@ -111,14 +125,15 @@ def _export_parser() -> argparse.ArgumentParser:
         description="Export one generator of a training checkpoint with dynamic height and width, then check that "
         "the exported model matches PyTorch.",
     )
-    p.add_argument("--checkpoint", required=True, help="training checkpoint (.ckpt)")
-    p.add_argument("--direction", choices=["a2b", "b2a"], default="a2b", help="which generator (default a2b)")
+    p.add_argument("--checkpoint", required=True, help=_CHECKPOINT_HELP)
+    p.add_argument("--direction", choices=["a2b", "b2a"], default=None, help="which generator (default a2b)")
     p.add_argument("--format", dest="fmt", choices=list(FORMATS), required=True,
-                   help="torchscript (.pt, runs with torch alone) or onnx (needs the onnx extra)")
+                   help="torchscript (.pt, runs with torch alone), onnx (needs the onnx extra) or pth (a state dict "
+                   "in the layout of the authors' code, for their test.py)")
     p.add_argument("--output", required=True, type=Path,
-                   help="file to write; name it .pt / .onnx so that `cyclegan translate` recognises it")
+                   help="file to write; name it .pt / .onnx / .pth so that `cyclegan translate` recognises it")
     p.add_argument("--tolerance", type=float, default=None,
-                   help="largest allowed |exported - PyTorch| (default 1e-4 torchscript, 1e-3 onnx)")
+                   help="largest allowed |exported - PyTorch| (default 1e-4 torchscript, 1e-3 onnx, 1e-6 pth)")
     p.add_argument("--images", type=Path, default=None,
                    help="also compare on the first 4 images of this folder (default: random inputs only)")
     return p
@@ -138,8 +153,38 @@ def export(argv: list[str]) -> int:
                 f"{r.output} not written")
         return 1
     m = r.metadata
+    _note_single_generator(args.direction, m["kind"], args.checkpoint)
     print(f"wrote {r.output} ({r.fmt}, {m['direction']}, {m['input_nc']}->{m['output_nc']} "
           f"channels, height and width multiples of {m['stride']})")
+    if r.fmt == "pth":
+        spec = GeneratorSpec(GeneratorConfig(**m["generator"]), input_nc=m["input_nc"], output_nc=m["output_nc"])
+        options = spec.authors_options()
+        print(f"the authors' test.py runs it with: {options}" if options else
+              f"note: the authors' code has no {spec.describe()}; only cyclegan reads this file")
+    return 0
+
+
+# --------------------------------------------------------------------------- pretrained
+
+
+def pretrained(argv: list[str]) -> int:
+    """``cyclegan pretrained``: list the published generators, or fetch one and print its path."""
+    p = _Parser(prog="cyclegan pretrained",
+                description="The generators the CycleGAN authors published: list them, or download one into the "
+                f"cache ({cache_dir()}; set ${CACHE_ENV_VAR} to move it) and print its path. Use it as "
+                "--checkpoint pretrained:NAME.")
+    p.add_argument("name", nargs="?", help="a published model, e.g. horse2zebra")
+    p.add_argument("--list", action="store_true", help="print the published names and what each does")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    if args.list:
+        width = max(map(len, PUBLISHED))
+        for name, what in PUBLISHED.items():
+            print(f"{name:<{width}}  {what}")
+        return 0
+    if args.name is None:
+        p.error("give a NAME, or --list to see them")
+    print(fetch(args.name, progress=not args.quiet, notify=_stderr))
     return 0
 
 
@@ -243,7 +288,7 @@ def _default_out(kind: str) -> Path:
 def evaluate(argv: list[str]) -> int:
     """``cyclegan evaluate``: print a table beside trivial references and write metrics.json."""
     p = _Parser(prog="cyclegan evaluate", description=_EVALUATE_DESCRIPTION)
-    p.add_argument("--checkpoint", required=True, action="append", help="a training checkpoint (.ckpt)")
+    p.add_argument("--checkpoint", required=True, action="append", help=_CHECKPOINT_HELP)
     p.add_argument("--name", help="row name of the model (default: its kind)")
     p.add_argument("--out", type=Path, help="output folder for metrics.json (default: runs/evaluate/<time>)")
     p.add_argument("--wandb", action="store_true", help="also log the table to a W&B run (offline without a login)")
@@ -265,7 +310,7 @@ def evaluate(argv: list[str]) -> int:
 def compare(argv: list[str]) -> int:
     """``cyclegan compare``: the same inputs through every model; report.html, grid.png, metrics.csv/json, W&B."""
     p = _Parser(prog="cyclegan compare", description=_EVALUATE_DESCRIPTION)
-    p.add_argument("--checkpoint", required=True, action="append", help="a training checkpoint; repeat for each model")
+    p.add_argument("--checkpoint", required=True, action="append", help=_CHECKPOINT_HELP + "; repeat for each model")
     p.add_argument("--name", action="append", help="row name per --checkpoint, in order (default: the model kind)")
     p.add_argument("--probe", type=int, default=32, help="images shown side by side (evenly spaced over the sorted inputs)")
     p.add_argument("--grid-cell", type=int, default=128, help="pixel size of one image in grid.png")
@@ -292,5 +337,5 @@ def compare(argv: list[str]) -> int:
 
 # Command name -> function taking the arguments after it and returning an exit code.
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
-    "translate": translate, "export": export, "evaluate": evaluate, "compare": compare,
+    "translate": translate, "export": export, "evaluate": evaluate, "compare": compare, "pretrained": pretrained,
 }

@@ -60,6 +60,8 @@ class CycleGAN(pl.LightningModule):
         input_nc, output_nc: channels of domains A and B (linked to the data module by the CLI).
         compile: ``torch.compile`` the networks (first iterations are slow while it compiles).
         max_nonfinite: iterations in a row with a NaN/inf loss (each skipped) before training stops.
+        start_epoch: the LR schedule's epoch at this run's first epoch: a run carried on from
+            the authors' code after that many epochs (``cyclegan fit --init_from DIR --init_epoch N``).
     """
 
     kind = "cyclegan"
@@ -85,6 +87,7 @@ class CycleGAN(pl.LightningModule):
         output_nc: int = 3,
         compile: bool = False,
         max_nonfinite: int = 5,
+        start_epoch: int = 0,
     ) -> None:
         super().__init__()
         generator, discriminator = network_configs(generator, discriminator)

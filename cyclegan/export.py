@@ -1,7 +1,11 @@
-"""Exporting a trained generator to TorchScript or ONNX, with a parity check.
+"""Exporting a trained generator to TorchScript, ONNX or the authors' layout, with a parity check.
 
     cyclegan export --checkpoint last.ckpt --direction a2b --format onnx --output horse2zebra.onnx
     cyclegan translate --checkpoint horse2zebra.onnx --input photos/ --output zebras/
+
+``--format pth`` writes a bare state dict in the layout of the authors' code (see
+:mod:`cyclegan.published`), which their ``test.py`` loads; it carries no metadata: the
+architecture is read back from its keys and shapes.
 
 Height, width and batch are dynamic (multiples of the generator's stride). What the
 translator needs besides the graph (channels, stride, direction, norm) travels inside
@@ -26,18 +30,19 @@ from torch import nn
 from .checkpoint import sha256_file
 from .errors import CheckpointError, DataError
 from .images import list_images, prepare_image, publish, to_tensor
+from .published import published_state_dict
 from .translate import EXPORT_META_KEY, Translator, load_exported, load_translator
 
-FORMATS = {"torchscript": ".pt", "onnx": ".onnx"}
-DEFAULT_TOLERANCE = {"torchscript": 1e-4, "onnx": 1e-3}
+FORMATS = {"torchscript": ".pt", "onnx": ".onnx", "pth": ".pth"}
+DEFAULT_TOLERANCE = {"torchscript": 1e-4, "onnx": 1e-3, "pth": 1e-6}  # pth: the same weights, the same arithmetic
 
 
-def load_checkpoint_generator(path: str | os.PathLike, direction: str) -> tuple[nn.Module, dict]:
+def load_checkpoint_generator(path: str | os.PathLike, direction: str | None) -> tuple[nn.Module, dict]:
     """The generator of a training checkpoint for ``direction`` and the metadata an export carries."""
     translator = load_translator(path, direction, device="cpu")
     if translator.module is None:
         raise CheckpointError(f"{path} is an exported model; export from its training checkpoint")
-    return translator.module, {**translator.metadata, "checkpoint_sha256": sha256_file(path)}
+    return translator.module, {**translator.metadata, "checkpoint_sha256": sha256_file(translator.path)}
 
 
 def _sizes(stride: int) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
@@ -54,6 +59,10 @@ def export_torchscript(net: nn.Module, path: Path, *, metadata: dict) -> None:
         warnings.simplefilter("ignore")  # torch.jit is deprecated in favour of torch.export, but still the way to a .pt
         scripted = torch.jit.script(net)
         torch.jit.save(scripted, str(path), _extra_files={EXPORT_META_KEY: json.dumps(metadata)})
+
+
+def export_pth(net: nn.Module, path: Path, *, metadata: dict) -> None:
+    torch.save(published_state_dict(net), path)  # the authors' layout has no room for metadata
 
 
 def export_onnx(net: nn.Module, path: Path, *, metadata: dict) -> None:
@@ -93,6 +102,9 @@ def max_difference(exported: Translator, net: nn.Module, *, images: list[Path] =
     return worst
 
 
+EXPORTERS = {"torchscript": export_torchscript, "onnx": export_onnx, "pth": export_pth}
+
+
 @dataclass(frozen=True)
 class ExportResult:
     """What an export did: ``written`` only when the parity check passed."""
@@ -108,7 +120,7 @@ class ExportResult:
 
 
 def export_checkpoint(
-    checkpoint: str | os.PathLike, output: str | os.PathLike, *, fmt: str, direction: str = "a2b",
+    checkpoint: str | os.PathLike, output: str | os.PathLike, *, fmt: str, direction: str | None = None,
     tolerance: float | None = None, images: str | os.PathLike | None = None,
 ) -> ExportResult:
     """Export one generator of ``checkpoint`` to ``output`` if it matches PyTorch within ``tolerance``
@@ -129,8 +141,9 @@ def export_checkpoint(
     except OSError as e:
         raise CheckpointError(f"cannot write to {output.parent}: {e.strerror or e}") from None
     try:
-        (export_onnx if fmt == "onnx" else export_torchscript)(net, Path(tmp), metadata=metadata)
-        difference = max_difference(load_exported(tmp), net, images=files)
+        EXPORTERS[fmt](net, Path(tmp), metadata=metadata)
+        exported = load_translator(tmp, device="cpu") if fmt == "pth" else load_exported(tmp)
+        difference = max_difference(exported, net, images=files)
     except BaseException:
         os.unlink(tmp)
         raise

@@ -95,7 +95,8 @@ def adam_with_linear_decay(
 
 
 def set_epoch(module: pl.LightningModule) -> None:
-    """Put every LR scheduler at the trainer's current epoch (a no-op when already there).
+    """Put every LR scheduler at the trainer's current epoch (a no-op when already there),
+    plus the model's ``start_epoch`` when it has one (a run carried on from elsewhere).
 
     Called before every training batch rather than stepping at epoch ends: Lightning runs
     epoch-end hooks when ``max_steps`` stops it mid-epoch and skips the epoch-start hook
@@ -103,11 +104,12 @@ def set_epoch(module: pl.LightningModule) -> None:
     ``current_epoch`` is restored from the checkpoint. (On resume this steps the schedulers
     before any optimizer step; torch's warning about that is silenced by the CLI.)
     """
+    epoch = module.current_epoch + module.hparams.get("start_epoch", 0)
     schedulers = module.lr_schedulers()
     for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
-        if scheduler.last_epoch != module.current_epoch:
-            scheduler.last_epoch = module.current_epoch - 1
-            scheduler.step()  # last_epoch = current_epoch; lr = base_lr * factor(current_epoch)
+        if scheduler.last_epoch != epoch:
+            scheduler.last_epoch = epoch - 1
+            scheduler.step()  # last_epoch = epoch; lr = base_lr * factor(epoch)
 
 
 def count_iterations_not_optimizer_steps(opt_d: LightningOptimizer) -> None:

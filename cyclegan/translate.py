@@ -21,6 +21,7 @@ import os
 import warnings
 import zipfile
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Literal
 
@@ -28,9 +29,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .checkpoint import generator_from_checkpoint, read_checkpoint
+from .checkpoint import generator_from_checkpoint, read_model_file
 from .errors import CheckpointError, TranslateError
 from .images import finish_image, prepare_image, to_numpy_images, to_tensor
+from .pretrained import resolve
+from .published import is_state_dict, single_generator
 from .tiling import NormStats, reflect_pad, round_up, tiled_forward
 
 Precision = Literal["32", "bf16"]
@@ -181,19 +184,28 @@ def load_translator(
     path: str | os.PathLike, direction: str | None = None, *, device: str | None = None, precision: Precision = "32",
     inverse: bool = False,
 ) -> Translator:
-    """A :class:`Translator` from a training checkpoint, a TorchScript export (.pt) or an ONNX export (.onnx).
+    """A :class:`Translator` from a training checkpoint, a TorchScript export (.pt), an ONNX export
+    (.onnx), a generator file of the authors' code (.pth) or ``pretrained:NAME``.
 
-    ``direction`` defaults to "a2b" for checkpoints and to the exported one for exports.
+    ``direction`` defaults to "a2b" for checkpoints and to the exported one for exports; a
+    file of the authors' holds one generator, so only "a2b" (or None).
     ``inverse``: also load the other direction of a CycleGAN checkpoint as ``.inverse``.
     The file is read once.
     """
-    path = Path(path)
+    path = resolve(path)  # pretrained:NAME -> the cached file, downloaded when missing
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     device = resolve_device(device)
     if is_exported(path):
         return load_exported(path, direction=direction, device=device, precision=precision)
-    checkpoint = read_checkpoint(path)
+    checkpoint = read_model_file(path)
+    if is_state_dict(checkpoint):
+        net, spec = single_generator(checkpoint, path, direction)
+        metadata = {
+            "kind": "published", "direction": "a2b", "input_nc": spec.input_nc, "output_nc": spec.output_nc,
+            "stride": getattr(net, "stride", 1), "generator": asdict(spec.config), "norm": spec.config.norm,
+        }
+        return Translator.from_module(net, metadata=metadata, path=path, device=device, precision=precision)
     direction = direction or "a2b"
     back = {"a2b": "b2a", "b2a": "a2b"}[direction]
     other = None
@@ -205,7 +217,7 @@ def load_translator(
 
 
 def _checkpoint_translator(checkpoint: dict, path: Path, direction: str, **options) -> Translator:
-    """One direction of a checkpoint read by :func:`cyclegan.checkpoint.read_checkpoint`, in eval mode."""
+    """One direction of a checkpoint read by :func:`cyclegan.checkpoint.read_model_file`, in eval mode."""
     meta = checkpoint["translator"]
     net = generator_from_checkpoint(checkpoint, direction, path=path)
     in_nc, out_nc = (meta["output_nc"], meta["input_nc"]) if direction == "b2a" else (meta["input_nc"], meta["output_nc"])

@@ -16,8 +16,9 @@ renamed to ``ROOT/NAME.zip`` once complete, extracted to ``ROOT/NAME/``
 * The base URL can be overridden with ``--base-url`` or the environment
   variable ``CYCLEGAN_DATASET_URL`` (e.g. for a mirror).
 
-Only the standard library is required; ``tqdm`` is used for the progress bar
-when it is installed.
+The download itself is ``cyclegan.download`` (shared with the published
+models of ``cyclegan pretrained``); the script runs from a checkout with or
+without the package installed. ``tqdm`` draws the progress bar when installed.
 
 Exit codes: 0 success (or already present), 1 download/extraction failure,
 2 bad usage (e.g. unknown dataset name).
@@ -26,18 +27,19 @@ Exit codes: 0 success (or already present), 1 download/extraction failure,
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
 import re
 import shutil
-import socket
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Callable, Optional, Sequence
+from typing import Optional, Sequence
+
+if __name__ == "__main__":  # run as a script: use this checkout's package, installed or not
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cyclegan.download import TIMEOUT_S, DownloadError  # noqa: E402
+from cyclegan.download import download as _download  # noqa: E402
 
 DATASETS: tuple[str, ...] = (
     "horse2zebra",
@@ -54,14 +56,7 @@ DATASETS: tuple[str, ...] = (
 DEFAULT_BASE_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets"
 URL_ENV_VAR = "CYCLEGAN_DATASET_URL"
 SPLITS: tuple[str, ...] = ("trainA", "trainB", "testA", "testB")
-TIMEOUT_S = 15.0  # connect timeout, and the longest a read may stall
-CHUNK_SIZE = 1 << 16
-MAX_ATTEMPTS = 3  # retries only after a transfer that made progress
 DEFAULT_ROOT = Path(__file__).resolve().parent
-
-
-class DownloadError(Exception):
-    """A failure that is reported to the user as a single line."""
 
 
 # --------------------------------------------------------------------------
@@ -80,185 +75,14 @@ def dataset_url(name: str, base: Optional[str] = None) -> str:
 
 
 # --------------------------------------------------------------------------
-# Progress bar (tqdm when available, a plain fallback otherwise)
+# Resumable download: one implementation in the package, shared with pretrained models
 # --------------------------------------------------------------------------
-
-
-class _PlainProgress:
-    """Minimal stand-in for tqdm: prints percentage / bytes to stderr."""
-
-    def __init__(self, total: Optional[int], initial: int, desc: str) -> None:
-        self.total = total
-        self.n = initial
-        self.desc = desc
-        self._last = -1
-
-    def update(self, n: int) -> None:
-        self.n += n
-        if self.total:
-            pct = int(100 * self.n / self.total)
-            if pct != self._last:
-                self._last = pct
-                sys.stderr.write(f"\r{self.desc}: {pct:3d}% ({self.n >> 20} / {self.total >> 20} MiB)")
-                sys.stderr.flush()
-        else:
-            mib = self.n >> 20
-            if mib != self._last:
-                self._last = mib
-                sys.stderr.write(f"\r{self.desc}: {mib} MiB")
-                sys.stderr.flush()
-
-    def close(self) -> None:
-        sys.stderr.write("\n")
-        sys.stderr.flush()
-
-
-class _NoProgress:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress_bar(total: Optional[int], initial: int, desc: str, enabled: bool):
-    if not enabled:
-        return _NoProgress()
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return _PlainProgress(total, initial, desc)
-    return tqdm(total=total, initial=initial, desc=desc, unit="B", unit_scale=True, unit_divisor=1024)
-
-
-# --------------------------------------------------------------------------
-# Resumable download
-# --------------------------------------------------------------------------
-
-
-def _host(url: str) -> str:
-    return urllib.parse.urlsplit(url).hostname or url
-
-
-def _reason(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", None) or exc
-    if isinstance(reason, (socket.timeout, TimeoutError)):
-        return "timed out"
-    if isinstance(reason, OSError) and reason.strerror:
-        return reason.strerror
-    return str(reason) or type(reason).__name__
-
-
-def _unreachable(url: str, exc: BaseException, dest_dir: Path) -> DownloadError:
-    return DownloadError(
-        f"cannot reach {_host(url)}: {_reason(exc)}; "
-        f"check your connection or download {url} by hand into {dest_dir}/"
-    )
-
-
-def _content_range_start(header: Optional[str]) -> Optional[int]:
-    """Start offset of a ``Content-Range: bytes START-END/TOTAL`` header."""
-    match = re.match(r"\s*bytes\s+(\d+)-\d+/(\d+|\*)", header or "")
-    return int(match.group(1)) if match else None
-
-
-def _content_range_total(header: Optional[str]) -> Optional[int]:
-    match = re.match(r"\s*bytes\s+(?:\d+-\d+|\*)/(\d+)", header or "")
-    return int(match.group(1)) if match else None
-
-
-def _open(url: str, offset: int, timeout: float):
-    request = urllib.request.Request(url, headers={"User-Agent": "cyclegan-download/1.0"})
-    if offset > 0:
-        request.add_header("Range", f"bytes={offset}-")
-    return urllib.request.urlopen(request, timeout=timeout)
-
-
-def _copy(response: BinaryIO, out: BinaryIO, update: Callable[[int], None]) -> None:
-    while True:
-        chunk = response.read(CHUNK_SIZE)
-        if not chunk:
-            return
-        out.write(chunk)
-        update(len(chunk))
-
-
-def _transfer(url: str, part: Path, timeout: float, progress: bool) -> None:
-    """One attempt: continue ``part`` from its current size up to the end.
-
-    Raises DownloadError for permanent failures and OSError/URLError for
-    network trouble (which the caller may retry).
-    """
-    offset = part.stat().st_size if part.exists() else 0
-    try:
-        response = _open(url, offset, timeout)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 416 and offset > 0:
-            # Nothing left to send: either the .part is already complete or
-            # it is longer than the file on the server (then start over).
-            total = _content_range_total(exc.headers.get("Content-Range"))
-            if total == offset:
-                return
-            part.unlink()
-            return _transfer(url, part, timeout, progress)
-        raise DownloadError(f"{url}: server answered HTTP {exc.code} {exc.reason}") from None
-
-    with response:
-        status = getattr(response, "status", 200)
-        if status == 206:
-            if offset == 0:
-                raise DownloadError(f"{url}: server sent partial content that was not asked for")
-            if _content_range_start(response.headers.get("Content-Range")) != offset:
-                # Not the range we asked for: drop the .part and start over cleanly.
-                response.close()
-                part.unlink()
-                return _transfer(url, part, timeout, progress)
-            mode = "ab"
-        else:
-            if offset > 0:
-                print(f"server ignored the resume request; restarting {part.name} from the beginning")
-            offset, mode = 0, "wb"
-        action = f"resuming at byte {offset}" if offset else "downloading"
-        print(f"{action} {url} -> {part.with_suffix('')}")
-        length = response.headers.get("Content-Length")
-        total = offset + int(length) if length and length.isdigit() else None
-        bar = _progress_bar(total, offset, part.name.removesuffix(".part"), progress)
-        try:
-            with open(part, mode) as out:
-                _copy(response, out, bar.update)
-        finally:
-            bar.close()
-
-    if total is not None and part.stat().st_size != total:
-        raise urllib.error.URLError(f"connection closed after {part.stat().st_size} of {total} bytes")
 
 
 def download(url: str, dest: Path, *, timeout: float = TIMEOUT_S, progress: bool = True) -> Path:
-    """Download ``url`` to ``dest`` via ``dest.part``, resuming a previous partial file.
-
-    The finished file is moved into place atomically. Raises DownloadError
-    with a one-line message on failure (the ``.part`` file is kept so the next
-    run resumes).
-    """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    for attempt in range(1, MAX_ATTEMPTS + 1):
-        before = part.stat().st_size if part.exists() else 0
-        try:
-            _transfer(url, part, timeout, progress)
-            break
-        except (OSError, http.client.HTTPException) as exc:  # URLError is an OSError
-            after = part.stat().st_size if part.exists() else 0
-            if after > before and attempt < MAX_ATTEMPTS:
-                print(f"transfer interrupted ({_reason(exc)}); resuming at byte {after}", file=sys.stderr)
-                continue
-            if after > before:
-                raise DownloadError(
-                    f"download of {url} interrupted: {_reason(exc)}; run the same command again to resume"
-                ) from None
-            raise _unreachable(url, exc, dest.parent) from None
-    os.replace(part, dest)
-    return dest
+    """Download ``url`` to ``dest`` via ``dest.part``, resuming a previous partial file
+    (see :func:`cyclegan.download.download`); status lines go to stdout."""
+    return _download(url, dest, timeout=timeout, progress=progress, notify=print)
 
 
 # --------------------------------------------------------------------------
