@@ -1,5 +1,7 @@
 """A run stopped and resumed equals the uninterrupted one, bit for bit (CPU)."""
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -7,7 +9,7 @@ import pytorch_lightning as pl
 import torch
 
 from cyclegan import CycleGAN, DiscriminatorConfig, GeneratorConfig, Method1, UnpairedImageDataModule
-from cyclegan.callbacks import LastCheckpoint
+from cyclegan.callbacks import GracefulStop, LastCheckpoint
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -25,13 +27,13 @@ TINY = dict(generator=GeneratorConfig(ngf=4, n_blocks=1), discriminator=Discrimi
 
 
 def _fit(model_class, root: Path, ckpt_dir: Path, *, max_steps: int, num_workers: int = 0, ckpt_path=None,
-         model_kw=None, **trainer_kw) -> pl.Trainer:
+         model_kw=None, callbacks=(), **trainer_kw) -> pl.Trainer:
     pl.seed_everything(0)
     model = model_class(**TINY, **(model_kw or {}))
     dm = UnpairedImageDataModule(str(root), load_size=36, crop_size=32, num_workers=num_workers)
     trainer = pl.Trainer(
         max_steps=max_steps, logger=False, enable_progress_bar=False, enable_model_summary=False,
-        callbacks=[LastCheckpoint(dirpath=str(ckpt_dir), every_n_train_steps=0)], default_root_dir=ckpt_dir.parent,
+        callbacks=[*callbacks, LastCheckpoint(dirpath=str(ckpt_dir), every_n_train_steps=0)], default_root_dir=ckpt_dir.parent,
         num_sanity_val_steps=0, **trainer_kw,
     )
     trainer.fit(model, dm, ckpt_path=ckpt_path)
@@ -109,3 +111,24 @@ def test_max_time_writes_last_ckpt_at_the_final_iteration(tiny_root, tmp_path):
     assert 0 < trainer.global_step < 10_000
     saved = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
     assert saved["global_step"] == trainer.global_step
+
+
+class _SignalAt(pl.Callback):
+    """Sends this process SIGTERM at the end of iteration ``step``, as a cluster's preemption would."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_sigterm_mid_epoch_then_resume_equals_the_uninterrupted_run(tiny_root, tmp_path):
+    whole = _fit(CycleGAN, tiny_root, tmp_path / "whole", max_steps=20)
+    stop = GracefulStop()
+    stopped = _fit(CycleGAN, tiny_root, tmp_path / "parts", max_steps=20, callbacks=[_SignalAt(9), stop])
+    assert stop.stopped_by == "SIGTERM" and stopped.global_step == 9
+    assert torch.load(stop.checkpoint, weights_only=True)["global_step"] == 9
+    resumed = _fit(CycleGAN, tiny_root, tmp_path / "parts", max_steps=20, ckpt_path=stop.checkpoint)
+    assert max_difference(training_state(whole), training_state(resumed)) == 0.0
