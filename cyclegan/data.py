@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -163,17 +164,23 @@ class EpochSampler(DistributedSampler):
     together), so a resumed run continues at the next unseen item.
 
     A DistributedSampler so that Lightning uses it as it is under DDP instead of wrapping it.
+    With ``epoch_of`` (the trainer's ``current_epoch``), each iteration reads its epoch from
+    there rather than from ``set_epoch``: Lightning passes its count of processed epochs,
+    which runs one ahead after a resume from a checkpoint written at an epoch's end.
     """
 
-    def __init__(self, size: int, *, seed: int, num_replicas: int = 1, rank: int = 0, epoch: int = 0) -> None:
+    def __init__(self, size: int, *, seed: int, num_replicas: int = 1, rank: int = 0, epoch: int = 0,
+                 epoch_of: Callable[[], int] | None = None) -> None:
         super().__init__(range(size), num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
-        self.size, self.epoch = size, epoch
+        self.size, self.epoch, self.epoch_of = size, epoch, epoch_of
         self._resume: tuple[int, int] | None = None  # (epoch, global position to start at)
 
     def resume_at(self, epoch: int, position: int) -> None:
         self.epoch, self._resume = epoch, (epoch, position)
 
     def __iter__(self):
+        if self.epoch_of is not None:
+            self.epoch = self.epoch_of()
         g = torch.Generator().manual_seed(_seed(self.seed, self.epoch))
         order = torch.randperm(self.size, generator=g).tolist()
         total = self.num_samples * self.num_replicas
@@ -189,15 +196,23 @@ class ResumableDataLoader(DataLoader):
     """A DataLoader with ``state_dict``/``load_state_dict``, which Lightning saves in the
     checkpoint's loop state and loads before it iterates the resumed epoch.
 
-    The state is ``progress()`` (set by the DataModule: the epoch and position training has
-    reached; the loader cannot count that itself, as Lightning fetches a batch ahead), and
-    loading it makes the :class:`EpochSampler` skip what was trained on.
+    The state is the epoch its :class:`EpochSampler` is in and the position training has
+    reached in it (all ranks together); loading it makes the sampler skip what was trained
+    on. ``batches_done`` (set by the DataModule) says how many batches of this epoch were
+    trained on, and how many an epoch has: the loader cannot count that itself, as
+    Lightning fetches a batch ahead.
     """
 
-    progress = None  # () -> {"epoch": int, "position": int}, or {} outside fit
+    batches_done = None  # () -> (batches trained on in this epoch, batches an epoch), or None outside fit
 
     def state_dict(self) -> dict[str, int]:
-        return self.progress() if self.progress is not None else {}
+        done = self.batches_done() if self.batches_done is not None else None
+        if done is None:
+            return {}
+        batches, per_epoch = done
+        if batches >= per_epoch:  # the epoch is done: the next starts afresh
+            return {"epoch": self.sampler.epoch + 1, "position": 0}
+        return {"epoch": self.sampler.epoch, "position": batches * self.batch_size * self.sampler.num_replicas}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         if "epoch" in state:
@@ -298,22 +313,17 @@ class UnpairedImageDataModule(pl.LightningDataModule):
         trainer = self.trainer
         world, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
         sampler = EpochSampler(len(self.train_set), seed=self.seed, num_replicas=world, rank=rank,
-                               epoch=trainer.current_epoch if trainer else 0)
+                               epoch_of=(lambda: trainer.current_epoch) if trainer else None)
         loader = self._loader(self.train_set, sampler=sampler, batch_size=self.batch_size)
-        loader.progress = self._progress
+        loader.batches_done = self._batches_done
         return loader
 
-    def _progress(self) -> dict[str, int]:
-        """Where the next training batch starts: epoch, and position in that epoch's permutation
-        (in items, all ranks together), from Lightning's count of the batches trained on."""
+    def _batches_done(self) -> tuple[int, int] | None:
+        # Lightning's own count of the batches trained on (what it resumes batch_idx from).
         trainer = self.trainer
         if trainer is None or trainer.state.fn != TrainerFn.FITTING:
-            return {}
-        batches = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        epoch = trainer.current_epoch
-        if batches >= trainer.num_training_batches:  # the epoch is done: the next starts afresh
-            epoch, batches = epoch + 1, 0
-        return {"epoch": epoch, "position": batches * self.batch_size * trainer.world_size}
+            return None
+        return trainer.fit_loop.epoch_loop.batch_progress.current.processed, trainer.num_training_batches
 
     def state_dict(self) -> dict[str, int]:
         """The data seed, saved in every checkpoint (the position is the train loader's state)."""

@@ -132,3 +132,25 @@ def test_sigterm_mid_epoch_then_resume_equals_the_uninterrupted_run(tiny_root, t
     assert torch.load(stop.checkpoint, weights_only=True)["global_step"] == 9
     resumed = _fit(CycleGAN, tiny_root, tmp_path / "parts", max_steps=20, ckpt_path=stop.checkpoint)
     assert max_difference(training_state(whole), training_state(resumed)) == 0.0
+
+
+class _StopAtEpochEnd(pl.Callback):
+    """Stops training when epoch ``epoch`` ends, as EarlyStopping does on a metric."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch:
+            trainer.should_stop = True
+
+
+def test_a_stop_at_an_epoch_end_writes_last_ckpt_there_and_resumes_exactly(tiny_root, tmp_path):
+    whole = _fit(Method1, tiny_root, tmp_path / "whole", max_steps=14)
+    stopped = _fit(Method1, tiny_root, tmp_path / "parts", max_steps=14, callbacks=[_StopAtEpochEnd(0)],
+                   limit_val_batches=0)  # (the periodic save is off: only the stop writes last.ckpt)
+    assert stopped.global_step == 6
+    last = tmp_path / "parts" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 6
+    resumed = _fit(Method1, tiny_root, tmp_path / "parts", max_steps=14, ckpt_path=str(last))
+    assert max_difference(training_state(whole), training_state(resumed)) == 0.0
