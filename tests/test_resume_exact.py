@@ -10,6 +10,7 @@ import torch
 
 from cyclegan import CycleGAN, DiscriminatorConfig, GeneratorConfig, Method1, UnpairedImageDataModule
 from cyclegan.callbacks import GracefulStop, LastCheckpoint
+from cyclegan.errors import NonFiniteLossError
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -154,3 +155,44 @@ def test_a_stop_at_an_epoch_end_writes_last_ckpt_there_and_resumes_exactly(tiny_
     assert torch.load(last, weights_only=True)["global_step"] == 6
     resumed = _fit(Method1, tiny_root, tmp_path / "parts", max_steps=14, ckpt_path=str(last))
     assert max_difference(training_state(whole), training_state(resumed)) == 0.0
+
+
+def test_epoch_sampler_splits_an_epoch_across_ranks_and_resumes_at_the_next_unseen_place():
+    from cyclegan.data import EpochSampler
+
+    one = list(EpochSampler(7, seed=5, epoch=3))
+    assert sorted(i for i, _ in one) == list(range(7)) and len({s for _, s in one}) == 7
+    assert [i for i, _ in EpochSampler(7, seed=5, epoch=4)] != [i for i, _ in one]  # a new order each epoch
+    # Two ranks: the same permutation (padded to 8) dealt out in turn, with the same item seeds.
+    ranks = [list(EpochSampler(7, seed=5, epoch=3, num_replicas=2, rank=r)) for r in (0, 1)]
+    assert [x for pair in zip(*ranks) for x in pair][:7] == one
+    # Resuming at place 4 of that epoch: every rank continues with its next item; other epochs whole.
+    for r in (0, 1):
+        sampler = EpochSampler(7, seed=5, num_replicas=2, rank=r)
+        sampler.resume_at(3, 4)
+        assert list(sampler) == ranks[r][2:]
+        sampler.set_epoch(4)
+        assert len(list(sampler)) == 4
+
+
+def test_an_item_with_a_seed_is_the_same_whoever_loads_it(tiny_root):
+    dm = UnpairedImageDataModule(str(tiny_root), load_size=36, crop_size=32, num_workers=0)
+    dm.setup("fit")
+    first, again = dm.train_set[(2, 1234)], dm.train_set[(2, 1234)]
+    assert first["B_path"] == again["B_path"] and torch.equal(first["A"], again["A"])
+    assert torch.equal(first["B"], again["B"])
+    others = [dm.train_set[(2, seed)] for seed in range(20)]
+    assert len({o["B_path"] for o in others}) > 1  # the seed decides B...
+    assert any(not torch.equal(o["A"], first["A"]) for o in others)  # ...and the crop/flip
+
+
+def test_the_nonfinite_guard_stop_writes_last_ckpt_at_the_last_completed_iteration(tiny_root, tmp_path):
+    from test_resilience import _NaNAt
+
+    class _NaNFrom4(_NaNAt):
+        def __init__(self, **kw):
+            super().__init__(set(range(4, 100)), **kw)
+
+    with pytest.raises(NonFiniteLossError):
+        _fit(_NaNFrom4, tiny_root, tmp_path / "ckpt", max_steps=20, model_kw={"max_nonfinite": 2})
+    assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["global_step"] == 3
