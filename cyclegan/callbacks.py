@@ -1,6 +1,7 @@
 """Training callbacks: sample grids, training health, validation metrics, stopping cleanly on signals.
 
-(Checkpoint writing, including ``last.ckpt``, is in :mod:`cyclegan.checkpoint`.)
+(Checkpoint files without Lightning are in :mod:`cyclegan.checkpoint`; writing them, atomically
+and as ``last.ckpt``, is here.)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pytorch_lightning.utilities import rank_zero_warn
 from torchvision.utils import make_grid, save_image
 
 from .data import stack_cropped, to_uint8, to_unit_range
+from .errors import NonFiniteLossError
 from .tracking import WandbLogger
 from .training import D_ACCURACY
 
@@ -294,16 +296,22 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class LastCheckpoint(ModelCheckpoint):
-    """Keeps ``last.ckpt`` current: every ``every_n_train_steps`` steps and after the final step.
+    """Keeps ``last.ckpt`` current: every ``every_n_train_steps`` steps and at the last
+    completed iteration, however the run ends (max_steps, max_epochs, max_time, early
+    stopping, a signal through :class:`GracefulStop`, the non-finite guard).
 
-    It is written at the end of a training batch, not when training ends: by then
-    Lightning has already counted the epoch as finished, and a run resumed from such a
-    checkpoint would skip an epoch (and its learning rate) when it continues.
+    It is written where Lightning's loop state resumes exactly: at the end of a training
+    batch, or, for a stop decided at an epoch's end (early stopping), at validation or
+    epoch end. ``on_train_end`` only catches what is left: by then Lightning has counted
+    the epoch as finished, and a run stopped mid-epoch and resumed from there would skip
+    the rest of that epoch.
 
     A ModelCheckpoint for its folder (``<run>/checkpoints``, resolved by Lightning),
-    ``last_model_path`` and its place in ``trainer.checkpoint_callbacks``, but the writing is
-    its own, through ``trainer.save_checkpoint``: ModelCheckpoint's own saving would warn
-    about manual optimization at every save and can only be driven through its private methods.
+    ``last_model_path`` and its place in ``trainer.checkpoint_callbacks`` (Lightning runs
+    checkpoint callbacks last, so it sees ``should_stop`` set by Timer or EarlyStopping in
+    the same hook), but the writing is its own, through ``trainer.save_checkpoint``:
+    ModelCheckpoint's own saving would warn about manual optimization at every save and can
+    only be driven through its private methods.
     """
 
     def __init__(self, dirpath: str | None = None, every_n_train_steps: int = 1000) -> None:
@@ -319,11 +327,25 @@ class LastCheckpoint(ModelCheckpoint):
         periodic = self.every_n_train_steps > 0 and step % self.every_n_train_steps == 0
         final_step = 0 < trainer.max_steps <= step
         final_epoch = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs > 0
-        if periodic or final_step or (final_epoch and trainer.fit_loop.epoch_loop.batch_progress.is_last_batch):
+        last_batch = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+        if periodic or final_step or trainer.should_stop or (final_epoch and last_batch):
+            self.save_now(trainer)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.should_stop:  # e.g. EarlyStopping, which decides here
+            self.save_now(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.should_stop:  # e.g. EarlyStopping with check_on_train_epoch_end
             self.save_now(trainer)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._saved_step is None:  # stopped otherwise (max_time, early stopping) before any save
+        self.save_now(trainer)  # a no-op when last.ckpt already holds this step
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        # The guard stops on the iteration after the last applied update: the weights are
+        # still those of the last completed iteration, and worth keeping.
+        if isinstance(exception, NonFiniteLossError):
             self.save_now(trainer)
 
     def save_now(self, trainer: pl.Trainer) -> None:

@@ -204,4 +204,4 @@ class CycleGAN(pl.LightningModule):
         save_training_state(checkpoint, self, self.pools, directions={"a2b": "G_AB", "b2a": "G_BA"})
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        load_training_state(checkpoint, self.pools)
+        load_training_state(checkpoint, self.pools, self)

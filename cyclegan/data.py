@@ -3,12 +3,18 @@
 Each training item pairs the next image of domain A (in the order of the sampler's
 shuffled index) with a uniformly random image of domain B, so A and B are never
 aligned; an epoch is max(|A|, |B|) items, as in the published code.
+
+All randomness of a training item (which B, crop, flip) follows from (seed, epoch, its
+place in the epoch), handed to the dataset by :class:`EpochSampler`: the batches do not
+depend on how many workers load them, and a run resumed mid-epoch gets the very batches
+the uninterrupted run would have (the position is saved by the DataModule's ``state_dict``).
 """
 
 from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -17,8 +23,9 @@ import cv2
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_info
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
 
 from .errors import DataError
 from .images import (  # noqa: F401 - the image helpers' old home; they live in images.py
@@ -91,6 +98,8 @@ def build_transform(
 class UnpairedDataset(Dataset):
     """Item i: A image ``i mod |A|`` and B image drawn at random (or ``i mod |B|`` if ``paired_index``).
 
+    The key is an index, or ``(index, seed)`` (what :class:`EpochSampler` yields): then the
+    B draw and the augmentations follow from ``seed`` alone, not from any worker's RNG.
     Returns ``{"A": (C_a, H, W), "B": (C_b, H, W), "A_path": str, "B_path": str}``.
     """
 
@@ -107,9 +116,16 @@ class UnpairedDataset(Dataset):
     def __len__(self) -> int:
         return max(len(self.files_a), len(self.files_b))
 
-    def __getitem__(self, index: int) -> dict:
-        # torch's RNG, not Python's: DataLoader seeds it per worker and seed_everything seeds it here.
-        j = index if self.paired_index else int(torch.randint(len(self.files_b), ()))
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        if isinstance(key, tuple):
+            index, seed = key
+            rng = np.random.default_rng(seed)
+            j = index if self.paired_index else int(rng.integers(len(self.files_b)))
+            self.transform.set_random_seed(int(rng.integers(2**32)))  # albumentations' own RNG, per item
+        else:
+            index = key
+            # torch's RNG, not Python's: DataLoader seeds it per worker and seed_everything seeds it here.
+            j = index if self.paired_index else int(torch.randint(len(self.files_b), ()))
         path_a, a = self._load(self.files_a, index, self.channels_a)
         path_b, b = self._load(self.files_b, j, self.channels_b)
         return {"A": a, "B": b, "A_path": str(path_a), "B_path": str(path_b)}
@@ -131,6 +147,76 @@ def _seed_worker(worker_id: int) -> None:
     # torch.initial_seed() differs per worker (and per epoch without persistent workers) and
     # follows the base seed, so augmentations are both varied across workers and reproducible.
     get_worker_info().dataset.transform.set_random_seed(torch.initial_seed() % 2**32)
+
+
+def _seed(*words: int) -> int:
+    """A 63-bit seed mixed from the given integers (numpy's SeedSequence: no two tuples collide in practice)."""
+    return int(np.random.SeedSequence(list(words)).generate_state(2, np.uint32).astype(np.uint64) @ [1 << 31, 1])
+
+
+class EpochSampler(DistributedSampler):
+    """Shuffled A indices for one rank, each with the seed of its item's randomness.
+
+    Epoch ``e`` is a permutation of the dataset drawn from ``(seed, e)``, padded (as
+    DistributedSampler does) to a multiple of ``num_replicas``; rank r takes positions
+    r, r + num_replicas, ... and yields ``(index, seed of (seed, e, position))``.
+    :meth:`resume_at` skips the first ``position`` places of an epoch (all ranks
+    together), so a resumed run continues at the next unseen item.
+
+    A DistributedSampler so that Lightning uses it as it is under DDP instead of wrapping it.
+    With ``epoch_of`` (the trainer's ``current_epoch``), each iteration reads its epoch from
+    there rather than from ``set_epoch``: Lightning passes its count of processed epochs,
+    which runs one ahead after a resume from a checkpoint written at an epoch's end.
+    """
+
+    def __init__(self, size: int, *, seed: int, num_replicas: int = 1, rank: int = 0, epoch: int = 0,
+                 epoch_of: Callable[[], int] | None = None) -> None:
+        super().__init__(range(size), num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        self.size, self.epoch, self.epoch_of = size, epoch, epoch_of
+        self._resume: tuple[int, int] | None = None  # (epoch, global position to start at)
+
+    def resume_at(self, epoch: int, position: int) -> None:
+        self.epoch, self._resume = epoch, (epoch, position)
+
+    def __iter__(self):
+        if self.epoch_of is not None:
+            self.epoch = self.epoch_of()
+        g = torch.Generator().manual_seed(_seed(self.seed, self.epoch))
+        order = torch.randperm(self.size, generator=g).tolist()
+        total = self.num_samples * self.num_replicas
+        order = (order * (total // self.size + 1))[:total]  # pad by repeating, as DistributedSampler does
+        start = self._resume[1] if self._resume and self._resume[0] == self.epoch else 0
+        # The first place of this rank at or after ``start``: all ranks skip the same positions.
+        first = start + (self.rank - start) % self.num_replicas
+        for position in range(first, total, self.num_replicas):
+            yield order[position], _seed(self.seed, self.epoch, position)
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader with ``state_dict``/``load_state_dict``, which Lightning saves in the
+    checkpoint's loop state and loads before it iterates the resumed epoch.
+
+    The state is the epoch its :class:`EpochSampler` is in and the position training has
+    reached in it (all ranks together); loading it makes the sampler skip what was trained
+    on. ``batches_done`` (set by the DataModule) says how many batches of this epoch were
+    trained on, and how many an epoch has: the loader cannot count that itself, as
+    Lightning fetches a batch ahead.
+    """
+
+    batches_done = None  # () -> (batches trained on in this epoch, batches an epoch), or None outside fit
+
+    def state_dict(self) -> dict[str, int]:
+        done = self.batches_done() if self.batches_done is not None else None
+        if done is None:
+            return {}
+        batches, per_epoch = done
+        if batches >= per_epoch:  # the epoch is done: the next starts afresh
+            return {"epoch": self.sampler.epoch + 1, "position": 0}
+        return {"epoch": self.sampler.epoch, "position": batches * self.batch_size * self.sampler.num_replicas}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if "epoch" in state:
+            self.sampler.resume_at(state["epoch"], state["position"])
 
 
 class UnpairedImageDataModule(pl.LightningDataModule):
@@ -182,6 +268,7 @@ class UnpairedImageDataModule(pl.LightningDataModule):
             raise DataError("give --data.root DIR (holding trainA/ and trainB/) or both --data.train_a and --data.train_b")
         self.train_set: UnpairedDataset | None = None
         self.val_set: UnpairedDataset | None = None
+        self.seed: int | None = None  # of the training data's randomness; drawn in setup, restored on resume
 
     def _folder(self, explicit: str | None, name: str) -> Path | None:
         if explicit:
@@ -202,28 +289,52 @@ class UnpairedImageDataModule(pl.LightningDataModule):
         transform = dict(preprocess=self.preprocess, load_size=self.load_size, crop_size=self.crop_size, flip=self.flip)
         channels = dict(channels_a=self.input_nc, channels_b=self.output_nc)
         train_transform = build_transform(**transform, train=True)
-        # Albumentations keeps its own random state: derive it from torch's, which
-        # seed_everything controls (and _seed_worker gives each worker its own).
-        train_transform.set_random_seed(int(torch.randint(2**31, ())))
+        # The training data's randomness derives from one seed drawn from torch's RNG,
+        # which seed_everything controls (EpochSampler hands each item its own seed).
+        if self.seed is None:
+            self.seed = int(torch.randint(2**62, ()))
         self.train_set = UnpairedDataset(train_a, train_b, train_transform, **channels)
         self.val_set = UnpairedDataset(
             val_a, val_b, build_transform(**transform, train=False), **channels, paired_index=True
         )
 
-    def _loader(self, dataset: Dataset, *, shuffle: bool, batch_size: int) -> DataLoader:
+    def _loader(self, dataset: Dataset, *, sampler: EpochSampler | None, batch_size: int) -> DataLoader:
         workers = min(self.num_workers, os.cpu_count() or 1)
-        return DataLoader(
-            dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
-            persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(), drop_last=shuffle,
+        return (ResumableDataLoader if sampler is not None else DataLoader)(
+            dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+            persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(), drop_last=sampler is not None,
             worker_init_fn=_seed_worker,
+            # Its own generator for the workers' base seed: iterating a loader leaves the global
+            # RNG (dropout, gradient-penalty mixing) as it was, so validation cannot shift training.
+            generator=torch.Generator().manual_seed(self.seed or 0),
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True, batch_size=self.batch_size)
+        trainer = self.trainer
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
+        sampler = EpochSampler(len(self.train_set), seed=self.seed, num_replicas=world, rank=rank,
+                               epoch_of=(lambda: trainer.current_epoch) if trainer else None)
+        loader = self._loader(self.train_set, sampler=sampler, batch_size=self.batch_size)
+        loader.batches_done = self._batches_done
+        return loader
+
+    def _batches_done(self) -> tuple[int, int] | None:
+        # Lightning's own count of the batches trained on (what it resumes batch_idx from).
+        trainer = self.trainer
+        if trainer is None or trainer.state.fn != TrainerFn.FITTING:
+            return None
+        return trainer.fit_loop.epoch_loop.batch_progress.current.processed, trainer.num_training_batches
+
+    def state_dict(self) -> dict[str, int]:
+        """The data seed, saved in every checkpoint (the position is the train loader's state)."""
+        return {"seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.seed = state.get("seed", self.seed)
 
     def val_dataloader(self) -> DataLoader:
         batch_size = self.batch_size if self.preprocess != "none" else 1
-        return self._loader(self.val_set, shuffle=False, batch_size=batch_size)
+        return self._loader(self.val_set, sampler=None, batch_size=batch_size)
 
     def sample_batch(self, n: int) -> dict[str, torch.Tensor]:
         """The first ``n`` validation images of each domain, stacked: a fixed set for sample grids."""

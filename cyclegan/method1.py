@@ -138,4 +138,4 @@ class Method1(pl.LightningModule):
         save_training_state(checkpoint, self, self.pools, directions={"a2b": "G_AB"})
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        load_training_state(checkpoint, self.pools)
+        load_training_state(checkpoint, self.pools, self)

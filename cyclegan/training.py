@@ -7,10 +7,12 @@ would otherwise stand twice, so that changing the checkpoint or pool format is o
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.core.optimizer import LightningOptimizer
@@ -25,6 +27,7 @@ from .losses import DiscriminatorLoss
 from .networks import DiscriminatorConfig, GeneratorConfig
 
 # Checkpoint entries beside Lightning's own (read back by cyclegan.checkpoint).
+RANK_STATES = "rank_states"  # per-rank RNG states and pools, for an exact resume (save_training_state)
 # Key of training_step's output: {discriminator name: patch accuracy}, read by TrainingHealth.
 D_ACCURACY = "d_accuracy"
 
@@ -131,11 +134,17 @@ def grad_norm(parameters: Iterable[torch.nn.Parameter]) -> torch.Tensor:
 
 
 def offset_seeds_per_rank(module: pl.LightningModule, pools: Pools) -> None:
-    """Give each DDP process its own random stream: B draws, pool decisions, dropout.
+    """Give each DDP process its own random stream (pool decisions, dropout), or, when resuming,
+    give each its own saved one back (see :func:`load_training_state`). Called at fit start.
 
     Every rank starts from the same seed (so the networks start identical); without an
-    offset, all ranks would draw the same B images and make the same pool choices.
+    offset, all ranks would make the same pool choices. (The data's randomness has its own
+    seeds per item, see :class:`cyclegan.data.EpochSampler`.)
     """
+    resumed = getattr(module, "_resume_rank_states", None)
+    module._resume_rank_states = None
+    if resumed is not None and restore_rank_state(module, pools, resumed):
+        return
     if module.trainer.world_size > 1:
         torch.manual_seed(torch.initial_seed() + module.global_rank)
         pools.reseed(torch.initial_seed())
@@ -205,12 +214,75 @@ def log_training_step(
 # ---------------------------------------------------------------------------- checkpoint state
 def save_training_state(checkpoint: dict[str, Any], module: pl.LightningModule, pools: Pools, *,
                         directions: dict[str, str]) -> None:
-    """Add the image pools and the translator metadata to a checkpoint being written."""
+    """Add the image pools, every rank's random state and the translator metadata to a
+    checkpoint being written (on every rank at once, as Lightning saves; rank 0 writes it).
+
+    ``image_pools`` holds rank 0's pools (what older code reads); ``rank_states`` the
+    global RNG states of every rank and the pools of ranks 1 and up.
+    """
+    own = {"rng": rng_states(), "pools": pools.state_dict() if module.global_rank > 0 else None}
+    states = gather_to_rank_zero(module, own)
     checkpoint[IMAGE_POOLS] = pools.state_dict()
+    checkpoint[RANK_STATES] = {"world_size": len(states), "rng": [s["rng"] for s in states],
+                               "pools": [s["pools"] for s in states]}
     checkpoint[TRANSLATOR] = translator_meta(module, directions=directions)
 
 
-def load_training_state(checkpoint: dict[str, Any], pools: Pools) -> None:
-    """Restore the image pools (checkpoints from before pools were saved have none)."""
+def load_training_state(checkpoint: dict[str, Any], pools: Pools, module: pl.LightningModule | None = None) -> None:
+    """Restore rank 0's image pools now (checkpoints from before pools were saved have none)
+    and keep the per-rank states for fit start, where :func:`offset_seeds_per_rank` applies
+    them: restoring the global RNG here would also hit ``load_from_checkpoint`` callers."""
     if IMAGE_POOLS in checkpoint:
         pools.load_state_dict(checkpoint[IMAGE_POOLS])
+    if module is not None:
+        module._resume_rank_states = checkpoint.get(RANK_STATES)  # None in older checkpoints: resume as before
+
+
+def gather_to_rank_zero(module: pl.LightningModule, obj: Any) -> list[Any]:
+    """Every rank's ``obj``, in rank order, on rank 0 (others get ``[obj]``: they write nothing)."""
+    world = module.trainer.world_size if module._trainer is not None else 1
+    if world == 1 or not torch.distributed.is_initialized():
+        return [obj]
+    out = [None] * world if module.global_rank == 0 else None
+    torch.distributed.gather_object(obj, out, dst=0)
+    return out if out is not None else [obj]
+
+
+def restore_rank_state(module: pl.LightningModule, pools: Pools, saved: dict[str, Any]) -> bool:
+    """Put this rank's saved RNG states (and, for ranks > 0, pools) back; False if the world size
+    changed, after saying in one line what cannot be restored."""
+    world, rank = module.trainer.world_size, module.global_rank
+    if saved["world_size"] != world:
+        rank_zero_info(f"warning: the checkpoint was written by {saved['world_size']} process(es), this run has "
+                       f"{world}: the random states of each process and the image pools of processes other than "
+                       "the first cannot be restored (the data continues at the same place); continuing")
+        return False
+    if rank > 0:
+        pools.load_state_dict(saved["pools"][rank])
+    set_rng_states(saved["rng"][rank])
+    return True
+
+
+def rng_states() -> dict[str, Any]:
+    """The global torch (CPU and CUDA), numpy and Python RNG states, as tensors and plain
+    data only (checkpoints load with ``weights_only=True``)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, py_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        # This process's device only: reading all would create a CUDA context on every GPU.
+        "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() and torch.cuda.is_initialized() else None,
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": {"version": version, "state": list(internal), "gauss": py_gauss},
+    }
+
+
+def set_rng_states(states: Mapping[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(states["cuda"])
+    n = states["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    p = states["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))

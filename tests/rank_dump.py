@@ -1,6 +1,5 @@
-"""A callback for the DDP test: each rank saves its generator weights when fit ends."""
+"""A callback for the DDP tests: each rank saves its training state when fit ends."""
 
-import os
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -15,4 +14,9 @@ class DumpWeights(pl.Callback):
         self.folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu() for k, v in pl_module.state_dict().items() if k.startswith("G_")}
         pools = {k: torch.stack(p.images) for k, p in (("a", pl_module.pool_a), ("b", pl_module.pool_b))}
-        torch.save({"weights": state, "pools": pools}, self.folder / f"rank{trainer.global_rank}.pt")
+        full = {  # everything a resumed run must get back exactly
+            "weights": {k: v.detach().cpu() for k, v in pl_module.state_dict().items()},
+            "optimizers": [opt.optimizer.state_dict() for opt in pl_module.optimizers()],
+            "pools": pl_module.pools.state_dict(), "step": trainer.global_step,
+        }
+        torch.save({"weights": state, "pools": pools, "full": full}, self.folder / f"rank{trainer.global_rank}.pt")

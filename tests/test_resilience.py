@@ -39,10 +39,10 @@ def test_same_seed_same_losses(tiny_root, tmp_path):
     assert len(one) == 20 and one == two
 
 
-def _start(args: list[str], cwd: Path) -> subprocess.Popen:
+def _start(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     # A fresh W&B service, as a shell would start: inheriting this test process's service would
     # leave the killed run registered in it, which no real resume meets.
-    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    env = {**{k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}, **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "cyclegan.cli", *args], cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env)
 
@@ -160,3 +160,31 @@ def test_wandb_that_cannot_start_does_not_stop_training(tiny_root, tmp_path, mon
     rows = _losses(runs)
     assert len(rows) == 3 and "train/loss_cycle_a" in rows[0]
     assert list(runs.rglob("last.ckpt"))
+
+
+@pytest.mark.slow
+def test_sigterm_at_any_iteration_then_resume_last_equals_the_uninterrupted_run(tiny_root, tmp_path):
+    from test_resume_exact import max_difference
+
+    small = ("--model.init_args.generator.ngf", "4", "--model.init_args.generator.n_blocks", "1",
+             "--model.init_args.discriminator.ndf", "4", "--samples.every_n_steps", "0",
+             "--last_checkpoint.every_n_train_steps", "2", "--trainer.max_steps", "30")
+    env = {"OMP_NUM_THREADS": "1"}  # the same thread count in every process (and fast on shared cores)
+    whole = _start(_args(tiny_root, tmp_path / "whole", *small), tmp_path, env)
+    parts = tmp_path / "parts"
+    proc = _start(_args(tiny_root, parts, *small), tmp_path, env)
+    _wait_for_step("cyclegan/*/checkpoints/last.ckpt", parts, 2, proc)
+    proc.send_signal(signal.SIGTERM)  # wherever it is by now
+    out, _ = proc.communicate(timeout=120)
+    stopped = [line for line in out.splitlines() if line.startswith("stopped by SIGTERM at step ")]
+    assert proc.returncode == 0 and stopped, out[-3000:]
+    assert int(stopped[0].split("at step ")[1].split(";")[0]) < 30
+    resumed = _start(_args(tiny_root, parts, *small, "--ckpt_path", "last"), tmp_path, env)
+    for p in (whole, resumed):
+        out, _ = p.communicate(timeout=300)
+        assert p.returncode == 0, out[-3000:]
+    (a,), (b,) = (list(root.glob("cyclegan/*/checkpoints/last.ckpt")) for root in (tmp_path / "whole", parts))
+    a, b = (torch.load(path, weights_only=True) for path in (a, b))
+    assert a["global_step"] == b["global_step"] == 30
+    for key in ("state_dict", "optimizer_states", "image_pools"):
+        assert max_difference(a[key], b[key]) == 0.0, key
