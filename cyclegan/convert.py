@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .devices import GPU_BATCH, default_batch_size
+from .devices import MAX_BATCH, default_batch_size
 from .errors import DataError, TranslateError
 from .images import (
     IMAGE_EXTENSIONS, describe_error, finish_image, list_images, prepare_image, publish, to_numpy_images, to_tensor,
@@ -304,7 +304,7 @@ class _Conversion:
                  log: Callable[[str], None], *, progress: bool) -> None:
         self.translator, self.todo, self.settings, self.summary, self.log = translator, todo, settings, summary, log
         # The largest batch any size gets; each size group's own limit is _group_limit.
-        self.batch_size = max(1, settings.batch_size or default_batch_size(translator.device) or GPU_BATCH)
+        self.batch_size = max(1, settings.batch_size or MAX_BATCH)
         self.waiting: dict[tuple[int, int], list[_Decoded]] = defaultdict(list)
         self.pending: deque[Future] = deque()
         self.pool = ThreadPoolExecutor(max(1, settings.n_workers))  # encoders and writers, off the model's thread

@@ -46,8 +46,9 @@ def test_cpu_without_bf16_flags_defaults_to_float32(monkeypatch):
 
 
 def test_batch_size_defaults_per_device_and_image_size():
-    assert devices.default_batch_size("cpu", 64) == devices.default_batch_size("cpu", (768, 1024)) == 1
-    assert devices.default_batch_size("cuda", 256) == devices.GPU_BATCH
+    assert devices.default_batch_size("cpu", 64) == 8  # small images: batches pay on a CPU too
+    assert devices.default_batch_size("cpu", 256) == devices.default_batch_size("cpu", (768, 1024)) == 1
+    assert devices.default_batch_size("cuda", 256) == devices.MAX_BATCH
     assert devices.default_batch_size("cuda", (768, 1024)) == 1  # about a megapixel per batch
     assert devices.default_batch_size("cuda", 512) == 4
 
