@@ -20,6 +20,7 @@ import argparse
 import copy
 import json
 import multiprocessing as mp
+import os
 import resource
 import statistics
 import sys
@@ -196,7 +197,10 @@ def _peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def time_ours(kind: str, size: int, precision: str, args, queue) -> None:
+def time_ours(kind: str, size: int, key: str, args, queue) -> None:
+    """``key``: a Lightning precision, with ``+compile`` to torch.compile the networks."""
+    precision, compiled = key.removesuffix("+compile"), key.endswith("+compile")
+    args = argparse.Namespace(**{**vars(args), "compile": compiled})
     import pytorch_lightning as pl
     from torch.utils.data import DataLoader, Dataset
 
@@ -228,7 +232,8 @@ def time_ours(kind: str, size: int, precision: str, args, queue) -> None:
         accelerator="auto", devices=1,
     )
     trainer.fit(model, DataLoader(_Memory(n * args.batch), batch_size=args.batch))
-    queue.put({"ms": [1000 * t for t in timer.times[args.warmup:]], "peak_mb": _peak_memory_mb()})
+    queue.put({"ms": [1000 * t for t in timer.times[args.warmup:]], "peak_mb": _peak_memory_mb(),
+               "warmup_s": sum(timer.times[:args.warmup])})
 
 
 def time_reference(kind: str, size: int, args, queue) -> None:
@@ -298,7 +303,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, nargs="+", default=[64, 128, 256])
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--precision", nargs="+", default=["32", "bf16-mixed"], choices=["32", "bf16-mixed", "16-mixed"])
-    parser.add_argument("--compile", action="store_true", help="torch.compile the networks (ours only)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time ours with torch.compile beside eager (compile time reported apart)")
     parser.add_argument("--models", nargs="+", default=["cyclegan", "method1"], choices=["cyclegan", "method1"])
     parser.add_argument("--steps", type=int, default=5, help="timed iterations per round (median over all reported)")
     parser.add_argument("--warmup", type=int, default=2)
@@ -321,7 +327,9 @@ def main() -> None:
             flops = count_flops(kind, size, args)
             # Rounds alternate reference and ours, so that drifting machine load (a shared
             # VM varies by +-20% here) hits both alike; medians over all timed steps.
-            times = {"reference": [], **{p: [] for p in args.precision}}
+            variants = [*args.precision, *([f"{p}+compile" for p in args.precision] if args.compile else [])]
+            times = {"reference": [], **{p: [] for p in variants}}
+            warmups = {p: [] for p in variants}
             peaks = {k: 0.0 for k in times}
             for _ in range(args.rounds):
                 for key in times:
@@ -329,24 +337,27 @@ def main() -> None:
                          else _in_subprocess(time_ours, kind, size, key, args))
                     times[key] += r["ms"]
                     peaks[key] = max(peaks[key], r["peak_mb"])
+                    if key != "reference":
+                        warmups[key].append(r["warmup_s"])
             ref = {"ms": statistics.median(times["reference"]), "peak_mb": peaks["reference"]}
             row = {"model": kind, "size": size, "gflop": flops / 1e9, "reference_ms": ref["ms"],
                    "reference_peak_mb": ref["peak_mb"], **same}
-            for precision in args.precision:
+            for precision in variants:
                 ms = statistics.median(times[precision])
                 row[f"ours_{precision}_ms"] = ms
                 row[f"ours_{precision}_peak_mb"] = peaks[precision]
+                row[f"ours_{precision}_warmup_s"] = statistics.median(warmups[precision])
                 row[f"speedup_{precision}"] = ref["ms"] / ms
             rows.append(row)
             line = (f"{kind:8s} {size:4d}px  {flops / 1e9:8.1f} GFLOP  ref {ref['ms']:8.1f} ms "
                     f"({flops / ref['ms'] / 1e6:6.0f} GFLOP/s, {ref['peak_mb']:.0f} MB)")
-            for precision in args.precision:
+            for precision in variants:
                 line += (f" | {precision} {row[f'ours_{precision}_ms']:8.1f} ms x{row[f'speedup_{precision}']:.2f}"
                          f" ({row[f'ours_{precision}_peak_mb']:.0f} MB)")
             line += f" | same math: loss {same['loss_rel_diff']:.1e}, grad {same['grad_rel_diff']:.1e}"
             print(line, flush=True)
 
-    print(json.dumps({"device": device, "matmul_gflops": peak, "compile": args.compile, "batch": args.batch,
+    print(json.dumps({"device": device, "load_avg": os.getloadavg(), "matmul_gflops": peak, "compile": args.compile, "batch": args.batch,
                       "results": rows}))
 
 

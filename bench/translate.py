@@ -19,6 +19,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -78,44 +79,81 @@ def run_plain(files: list[Path], out: Path, net, device: torch.device) -> None:
         Image.fromarray(array).save(out / path.name, quality=95)
 
 
+# name -> (how it runs, precision, batch size); None: the default chosen for the device.
+SETTINGS = {
+    "plain": ("plain", "32", 1),
+    "defaults": ("ours", "auto", None),
+    "fp32_b8": ("ours", "32", 8),  # the defaults before issue 13
+    "fp32_b1": ("ours", "32", 1),
+    "bf16_b8": ("ours", "bf16", 8),
+    "bf16_b1": ("ours", "bf16", 1),
+    "defaults_compile": ("ours", "auto", None),
+}
+
+
+def _convert(net, device, folder: Path, out: Path, args) -> int:
+    from cyclegan.convert import ConvertSettings, convert_folder
+    from cyclegan.translate import Translator
+
+    precision = args.precision
+    if precision == "auto":
+        from cyclegan.devices import inference_precision
+
+        precision = inference_precision("auto", device)
+    translator = Translator.from_module(net, device=device, precision=precision)
+    settings = ConvertSettings(batch_size=args.batch_size, workers=args.workers)
+    return convert_folder(translator, folder, out, settings, progress=False).converted
+
+
 def measure(args) -> dict:
-    """One measurement, in this (fresh) process."""
-    from cyclegan.data import list_images
-    from cyclegan.translate import Translator, convert_folder
+    """One measurement, in this (fresh) process: a warm-up pass over the first two images
+    (kernel selection, allocator, decoding workers, compilation; reported as ``warmup_s``),
+    then the timed pass over the whole folder into a fresh output folder."""
+    from cyclegan.images import list_images
 
     device = torch.device(args.device)
     net = build_model().to(device)
+    if args.compile:
+        net.compile()
     files = list_images(args.folder)
     out = Path(args.out)
-    with torch.no_grad():  # warm up kernels and allocator on one small input
-        net(torch.zeros(1, 3, 256, 256, device=device))
+    warm_in, warm_out = out.parent / f"{out.name}-warm-in", out.parent / f"{out.name}-warm-out"
+    warm_in.mkdir(parents=True, exist_ok=True)
+    for f in files[:2]:
+        shutil.copy(f, warm_in / f.name)
+    start = time.perf_counter()
+    if args.run == "plain":
+        run_plain(list_images(warm_in), warm_out.mkdir(parents=True) or warm_out, net, device)
+    else:
+        _convert(net, device, warm_in, warm_out, args)
+    warmup = time.perf_counter() - start
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats(device)
     children_before = _children_peak_mb()
     start = time.perf_counter()
     if args.run == "plain":
+        out.mkdir(parents=True, exist_ok=True)
         run_plain(files, out, net, device)
     else:
-        translator = Translator.from_module(net, device=device, precision=args.precision)
-        summary = convert_folder(
-            translator, args.folder, out, batch_size=args.batch_size, workers=args.workers, progress=False,
-        )
-        assert summary.converted == len(files), summary
+        assert _convert(net, device, args.folder, out, args) == len(files)
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    return {"images": len(files), "seconds": round(seconds, 3), "images_per_s": round(len(files) / seconds, 3),
-            **peak_memory_mb(device, children_before)}
+    return {"images": len(files), "seconds": round(seconds, 3), "warmup_s": round(warmup, 3),
+            "images_per_s": round(len(files) / seconds, 3), **peak_memory_mb(device, children_before)}
 
 
-def spawn(run: str, folder: Path, out: Path, args) -> dict:
+def spawn(name: str, folder: Path, out: Path, args) -> dict:
+    run, precision, batch = SETTINGS[name]
     command = [sys.executable, __file__, "--_run", run, "--_folder", str(folder), "--_out", str(out),
-               "--device", args.device, "--precision", args.precision, "--batch-size", str(args.batch_size),
-               "--workers", str(args.workers)]
+               "--device", args.device, "--_precision", precision]
+    command += ["--_batch-size", str(batch)] if batch else []
+    command += ["--workers", str(args.workers)] if args.workers is not None else []
+    command += ["--_compile"] if name.endswith("_compile") else []
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
-        sys.exit(f"{run} run failed:\n{result.stderr[-3000:]}")
+        sys.exit(f"{name} run failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -125,59 +163,77 @@ def parse_size(text: str, default_count: int | None) -> tuple[int, int, int]:
     return width, height, default_count or int(count or 16)
 
 
-def main() -> None:
+def _cases(args, workdir: Path) -> dict[str, Path]:
+    if args.input is None:
+        cases = {}
+        for text in args.sizes:
+            width, height, count = parse_size(text, args.count)
+            cases[f"{width}x{height}"] = make_folder(workdir / f"in-{width}x{height}", count, width, height)
+        return cases
+    if not args.count:
+        return {"input": args.input}
+    from cyclegan.images import list_images
+
+    copy = workdir / "input"  # a copy of the first COUNT images
+    copy.mkdir()
+    for f in list_images(args.input)[: args.count]:
+        shutil.copy(f, copy / f.name)
+    return {"input": copy}
+
+
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--sizes", nargs="+", default=["256x256:24", "1024x768:6"],
-                   help="WIDTHxHEIGHT[:COUNT] folders of JPEGs to generate (default 256x256:24 1024x768:6)")
+    p.add_argument("--sizes", nargs="+", default=["64x64:48", "256x256:16", "1024x768:4"],
+                   help="WIDTHxHEIGHT[:COUNT] folders of JPEGs to generate (default 64x64:48 256x256:16 1024x768:4)")
     p.add_argument("--count", type=int, default=None, help="images per folder, overriding the counts in --sizes")
     p.add_argument("--input", type=Path, default=None, help="benchmark this folder instead of generated ones")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--precision", choices=["32", "bf16"], default="32", help="for ours; plain is always fp32")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
+    p.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=[k for k in SETTINGS if k != "defaults_compile"],
+                   help="what to compare (plain always runs: the ratios are against it)")
+    p.add_argument("--compile", action="store_true", help="also time the defaults with torch.compile (compile time "
+                   "is in warmup_s)")
+    p.add_argument("--rounds", type=int, default=2, help="alternating rounds over all settings (median reported)")
+    p.add_argument("--workers", type=int, default=None, help="decoding workers for ours (default: the converter's)")
     p.add_argument("--_run", choices=["plain", "ours"], help=argparse.SUPPRESS)
-    p.add_argument("--_folder", dest="folder", help=argparse.SUPPRESS)
+    p.add_argument("--_folder", dest="folder", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--_out", dest="out", help=argparse.SUPPRESS)
-    args = p.parse_args()
+    p.add_argument("--_precision", dest="precision", default="32", help=argparse.SUPPRESS)
+    p.add_argument("--_batch-size", dest="batch_size", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--_compile", dest="compile_net", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def main() -> None:
+    args = _parser().parse_args()
     if args._run:
-        args.run = args._run
+        args.run, args.compile = args._run, args.compile_net
         print(json.dumps(measure(args)))
         return
+    from cyclegan.devices import default_batch_size, native_bf16
 
+    names = list(dict.fromkeys(["plain", *args.settings, *(["defaults_compile"] if args.compile else [])]))
     workdir = Path(tempfile.mkdtemp(prefix="bench-translate-"))
+    report = {"bench": "translate", "device": args.device, "native_bf16": native_bf16(args.device),
+              "default_batch_size": default_batch_size(args.device), "cpus": os.cpu_count(),
+              "torch_threads": torch.get_num_threads(), "load_avg": os.getloadavg()[0], "rounds": args.rounds}
+    print(f"device {args.device}, native bf16: {report['native_bf16']}, load average {os.getloadavg()[0]:.2f}")
     try:
-        if args.input is not None:
-            cases = {"input": args.input}
-            if args.count:  # a copy of the first COUNT images
-                from cyclegan.data import list_images
-
-                copy = workdir / "input"
-                copy.mkdir()
-                for f in list_images(args.input)[: args.count]:
-                    shutil.copy(f, copy / f.name)
-                cases = {"input": copy}
-        else:
-            cases = {}
-            for text in args.sizes:
-                width, height, count = parse_size(text, args.count)
-                cases[f"{width}x{height}"] = make_folder(workdir / f"in-{width}x{height}", count, width, height)
-        report = {"bench": "translate", "device": args.device, "precision": args.precision,
-                  "batch_size": args.batch_size, "workers": args.workers, "cpus": os.cpu_count(),
-                  "torch_threads": torch.get_num_threads()}
-        header = f"{'images':>16} {'n':>4} {'plain img/s':>12} {'ours img/s':>11} {'ratio':>6} {'plain peak MB':>14} {'ours peak MB':>13}"
-        print(header)
-        for name, folder in cases.items():
-            (workdir / f"plain-{name}").mkdir()
-            plain = spawn("plain", folder, workdir / f"plain-{name}", args)
-            ours = spawn("ours", folder, workdir / f"ours-{name}", args)
-            ratio = ours["images_per_s"] / plain["images_per_s"]
-            key = "peak_cuda_mb" if "peak_cuda_mb" in ours else "peak_rss_mb"
-            print(f"{name:>16} {ours['images']:>4} {plain['images_per_s']:>12.2f} {ours['images_per_s']:>11.2f} "
-                  f"{ratio:>6.2f} {plain[key]:>14.0f} {ours[key]:>13.0f}")
-            report[name] = {"images": ours["images"], "images_per_s": ours["images_per_s"],
-                            "plain_images_per_s": plain["images_per_s"], "ratio": round(ratio, 3),
-                            "peak_memory": {"ours": {k: v for k, v in ours.items() if "peak" in k},
-                                            "plain": {k: v for k, v in plain.items() if "peak" in k}}}
+        for case, folder in _cases(args, workdir).items():
+            runs = {name: [] for name in names}
+            for r in range(args.rounds):  # alternate the settings, so drifting load hits all alike
+                for name in names:
+                    runs[name].append(spawn(name, folder, workdir / f"{name}-{case}-{r}", args))
+            plain = statistics.median(x["images_per_s"] for x in runs["plain"])
+            report[case] = {}
+            for name in names:
+                rate = statistics.median(x["images_per_s"] for x in runs[name])
+                row = {"images_per_s": round(rate, 3), "ratio": round(rate / plain, 3),
+                       "warmup_s": statistics.median(x["warmup_s"] for x in runs[name]),
+                       "peak_rss_mb": max(x["peak_rss_mb"] for x in runs[name])}
+                report[case][name] = row
+                print(f"{case:>10} {name:>17} {rate:8.2f} img/s  x{row['ratio']:.2f} vs plain   "
+                      f"warm-up {row['warmup_s']:6.2f} s  peak {row['peak_rss_mb']:6.0f} MB", flush=True)
+        report["load_avg_end"] = os.getloadavg()[0]
         print(json.dumps(report))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

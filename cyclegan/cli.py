@@ -25,6 +25,7 @@ from .callbacks import (
 from .checkpoint import WANDB_RUN_ID, CheckpointError, find_last_checkpoint, wandb_run_id
 from .commands import COMMANDS
 from .data import UnpairedImageDataModule
+from .devices import training_precision
 from .errors import CycleGANError
 from .published import load_run
 from .tracking import WandbLogger
@@ -57,6 +58,8 @@ class _RunSummary(pl.Callback):
         if trainer.checkpoint_callback is not None:
             lines.append(f"checkpoints: {trainer.checkpoint_callback.dirpath} (last.ckpt and periodic ones)")
         lines.append(f"sample grids: {run_dir(trainer) / 'samples'}")
+        lines.append(f"precision: {trainer.precision}" + (" (bf16 autocast; --trainer.precision 32 for float32)"
+                                                         if trainer.precision == "bf16-mixed" else ""))
         lines += [logger.describe() for logger in trainer.loggers if isinstance(logger, WandbLogger)]
         return lines
 
@@ -119,6 +122,8 @@ class CycleGANCLI(LightningCLI):
         if getattr(logger, "class_path", None) == f"{WandbLogger.__module__}.{WandbLogger.__name__}":
             if logger.init_args.save_dir is None:
                 logger.init_args.save_dir = config.trainer.default_root_dir or "runs"
+        if self.subcommand == "fit" and config.trainer.precision is None:
+            config.trainer.precision = _default_precision(config.trainer.accelerator)
         if self.subcommand == "fit" and config.ckpt_path:
             self._resume(config)
         if self.subcommand == "fit" and (config.init_from or config.init_epoch is not None):
@@ -190,6 +195,13 @@ class CycleGANCLI(LightningCLI):
         for logger in self.trainer.loggers:
             if isinstance(logger, WandbLogger) and self.trainer.is_global_zero:
                 logger.experiment.finish()
+
+
+def _default_precision(accelerator) -> str:
+    """Training precision when ``--trainer.precision`` is not given: bf16-mixed where the device
+    computes bf16 natively (1.6-1.8x a float32 step at 256 px on an AMX CPU), else 32-true;
+    ``--trainer.precision 32`` opts out."""
+    return training_precision(accelerator) if isinstance(accelerator, str) else "32-true"
 
 
 def _quiet_expected_warnings() -> None:

@@ -20,6 +20,7 @@ import torch
 
 from .checkpoint import sha256_file
 from .convert import OUTPUT_FORMATS, ConvertSettings, convert_folder
+from .devices import default_batch_size
 from .errors import DataError, EvaluationError
 from .evaluate import FILTERS, Evaluation, evaluate_translators
 from .export import FORMATS, export_checkpoint
@@ -40,6 +41,12 @@ def _positive(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
+
+
+def _precision_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", choices=["auto", "32", "bf16"], default="auto",
+                   help="auto (default): bf16 autocast where the device computes bf16 natively (AVX-512 BF16/AMX "
+                   "CPUs, recent GPUs), else float32; exported files always run float32")
 
 
 def _stderr(line: str) -> None:
@@ -84,11 +91,13 @@ def _translate_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats-size", metavar="N", type=_positive, default=DEFAULT_STATS_SIZE,
                    help="tiles are normalised with instance-norm statistics of the whole image, downscaled to this "
                    "long side if larger (default 2048)")
-    p.add_argument("--batch-size", metavar="N", type=_positive, default=8, help="same-size images per forward pass (default 8; about 1 megapixel at most)")
+    p.add_argument("--batch-size", metavar="N", type=_positive, default=None,
+                   help="same-size images per forward pass (default: the device's fastest, measured: 1 on a CPU, "
+                   "up to 8 and about 1 megapixel on a GPU)")
     p.add_argument("--workers", metavar="N", type=int, default=min(4, os.cpu_count() or 1),
                    help="decoding processes and encoding threads (default min(4, CPUs); 0 decodes in this process)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    p.add_argument("--precision", choices=["32", "bf16"], default="32", help="bf16 autocast (default 32)")
+    _precision_argument(p)
     p.add_argument("--overwrite", action="store_true", help="redo outputs that already exist (default: skip them)")
     p.add_argument("--manifest", type=Path, default=None,
                    help="CSV of input, output, size, status, reason, checkpoint hash (default OUTPUT/manifest.csv; "
@@ -216,8 +225,10 @@ def _evaluation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kid-subset-size", type=int, default=100)
     p.add_argument("--limit", type=int, help="use only the first N inputs (sorted by name)")
     p.add_argument("--reference-limit", type=int, help="use only the first N reference images")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default: the device's "
+                   "fastest, 1 on a CPU)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    _precision_argument(p)
     p.add_argument("--wandb-group", help="W&B group, e.g. the dataset")
     p.add_argument("--wandb-dir", type=Path, default=None,
                    help="where the W&B run folder (wandb/) goes (default: --out, beside the report)")
@@ -241,7 +252,9 @@ def _evaluate(args: argparse.Namespace, names: list[str | None]) -> tuple[Evalua
     """Load every checkpoint once (with its way back) and the feature network, then evaluate;
     returns the evaluation and the models' kinds (W&B tags)."""
     _check_evaluation_arguments(args)
-    translators = [load_translator(c, args.direction, device=args.device, inverse=True) for c in args.checkpoint]
+    translators = [load_translator(c, args.direction, device=args.device, precision=args.precision, inverse=True)
+                   for c in args.checkpoint]
+    batch_size = args.batch_size or default_batch_size(args.device, args.translate_size or args.size)
     if args.features != "none" and args.reference is None:
         raise EvaluationError("KID/FID need --reference DIR (real images of the target domain); or pass --features none")
     # Load the feature network before translating, so that a bad one fails in seconds.
@@ -257,7 +270,7 @@ def _evaluate(args: argparse.Namespace, names: list[str | None]) -> tuple[Evalua
         translators, args.input, names=names, reference_dir=args.reference, target_dir=args.target,
         direction=args.direction, size=args.size, translate_size=args.translate_size, filter=args.filter,
         extractor=extractor, kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size, limit=args.limit,
-        reference_limit=args.reference_limit, batch_size=args.batch_size, device=args.device, log=_stderr,
+        reference_limit=args.reference_limit, batch_size=batch_size, device=args.device, log=_stderr,
         progress=not args.quiet,
     )
     return ev, [t.kind for t in translators]

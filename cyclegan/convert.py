@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from .devices import MAX_BATCH, default_batch_size
 from .errors import DataError, TranslateError
 from .checkpoint import sha256_state_dict
 from .images import (
@@ -59,7 +60,7 @@ class ConvertSettings:
     max_pixels: int = DEFAULT_MAX_PIXELS  # larger images are tiled automatically
     stats_size: int = DEFAULT_STATS_SIZE  # long side of the instance-norm statistics pass for tiles
     overwrite: bool = False  # redo outputs that already exist
-    batch_size: int = 8  # same-size images per forward pass
+    batch_size: int | None = None  # same-size images per forward pass; None: the device's fastest (devices.py)
     workers: int | None = None  # decoding processes and encoding threads; None: min(4, CPUs)
 
     @property
@@ -329,7 +330,8 @@ class _Conversion:
     def __init__(self, translator: Translator, todo: list[_Job], settings: ConvertSettings, summary: Summary,
                  log: Callable[[str], None], *, progress: bool) -> None:
         self.translator, self.todo, self.settings, self.summary, self.log = translator, todo, settings, summary, log
-        self.batch_size = max(1, settings.batch_size)
+        # The largest batch any size gets; each size group's own limit is _group_limit.
+        self.batch_size = max(1, settings.batch_size or MAX_BATCH)
         self.waiting: dict[tuple[int, int], list[_Decoded]] = defaultdict(list)
         self.pending: deque[Future] = deque()
         self.pool = ThreadPoolExecutor(max(1, settings.n_workers))  # encoders and writers, off the model's thread
@@ -367,8 +369,13 @@ class _Conversion:
         h, w = item.array.shape[:2]
         group = self.waiting[h, w]
         group.append(item)
-        if len(group) >= max(1, min(self.batch_size, BATCH_PIXELS // (h * w))):
+        if len(group) >= self._group_limit(h, w):
             self._translate(self.waiting.pop((h, w)))
+
+    def _group_limit(self, h: int, w: int) -> int:
+        if self.settings.batch_size is None:
+            return default_batch_size(self.translator.device, (h, w))
+        return max(1, min(self.batch_size, BATCH_PIXELS // (h * w)))
 
     def _translate(self, items: list[_Decoded]) -> None:
         s, t = self.settings, self.translator

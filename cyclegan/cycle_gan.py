@@ -24,7 +24,7 @@ from .networks import (
 )
 from .training import (
     D_ACCURACY, NonFiniteGuard, adam_with_linear_decay, compile_in_place, count_iterations_not_optimizer_steps,
-    discriminator_logs, grad_norm, load_training_state, log_training_step, network_configs, offset_seeds_per_rank,
+    discriminator_logs, load_training_state, log_training_step, logs_due, network_configs, offset_seeds_per_rank,
     save_training_state, set_epoch, store_network_configs,
 )
 
@@ -155,7 +155,6 @@ class CycleGAN(pl.LightningModule):
                 return None  # fakes from a broken forward pass would poison D and the pools too
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(g.losses["loss_g"])
-            g_norm = grad_norm(itertools.chain(self.G_AB.parameters(), self.G_BA.parameters()))
             opt_g.step()
 
         # 2. Discriminators, on real images and on fakes drawn from the history pools.
@@ -170,10 +169,12 @@ class CycleGAN(pl.LightningModule):
                 opt_d.step()
                 self.guard.step_done()
 
-        logs = {f"train/{k}": v.detach() for k, v in g.losses.items()}
-        log_training_step(self, {**logs, **discriminator_logs("a", d_a), **discriminator_logs("b", d_b)},
-                          opt_g=opt_g, opt_d=opt_d, g_norm=g_norm, guard=self.guard, loss_g=logs["train/loss_g"],
-                          loss_d=d_a.loss.detach() + d_b.loss.detach(), batch_size=real_a.shape[0])
+        if logs_due(self):
+            logs = {f"train/{k}": v.detach() for k, v in g.losses.items()}
+            log_training_step(self, {**logs, **discriminator_logs("a", d_a), **discriminator_logs("b", d_b)},
+                              opt_g=opt_g, opt_d=opt_d, guard=self.guard, loss_g=logs["train/loss_g"],
+                              generator_params=itertools.chain(self.G_AB.parameters(), self.G_BA.parameters()),
+                              loss_d=d_a.loss.detach() + d_b.loss.detach(), batch_size=real_a.shape[0])
         return {D_ACCURACY: {"D_A": d_a.accuracy, "D_B": d_b.accuracy}}  # for the TrainingHealth callback
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:

@@ -20,7 +20,7 @@ from .networks import (
 )
 from .training import (
     D_ACCURACY, NonFiniteGuard, adam_with_linear_decay, compile_in_place, count_iterations_not_optimizer_steps,
-    discriminator_logs, grad_norm, load_training_state, log_training_step, network_configs, offset_seeds_per_rank,
+    discriminator_logs, load_training_state, log_training_step, logs_due, network_configs, offset_seeds_per_rank,
     save_training_state, set_epoch, store_network_configs,
 )
 
@@ -96,7 +96,6 @@ class Method1(pl.LightningModule):
                 return None
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(loss_g)
-            g_norm = grad_norm(self.G_AB.parameters())
             opt_g.step()
 
         with self.toggled_optimizer(opt_d):
@@ -109,10 +108,12 @@ class Method1(pl.LightningModule):
                 opt_d.step()
                 self.guard.step_done()
 
-        logs = {"train/loss_g": loss_g.detach(), **{f"train/{k}": v.detach() for k, v in terms.items()},
-                **discriminator_logs("b", d_b)}
-        log_training_step(self, logs, opt_g=opt_g, opt_d=opt_d, g_norm=g_norm, guard=self.guard,
-                          loss_g=loss_g.detach(), loss_d=d_b.loss.detach(), batch_size=real_a.shape[0])
+        if logs_due(self):
+            logs = {"train/loss_g": loss_g.detach(), **{f"train/{k}": v.detach() for k, v in terms.items()},
+                    **discriminator_logs("b", d_b)}
+            log_training_step(self, logs, opt_g=opt_g, opt_d=opt_d, generator_params=self.G_AB.parameters(),
+                              guard=self.guard, loss_g=loss_g.detach(), loss_d=d_b.loss.detach(),
+                              batch_size=real_a.shape[0])
         return {D_ACCURACY: {"D_B": d_b.accuracy}}  # for the TrainingHealth callback
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:

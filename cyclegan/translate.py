@@ -30,6 +30,7 @@ from PIL import Image
 from torch import nn
 
 from .checkpoint import generator_from_checkpoint, read_model_file
+from .devices import inference_precision
 from .errors import CheckpointError, TranslateError
 from .images import finish_image, prepare_image, to_numpy_images, to_tensor
 from .pretrained import resolve
@@ -181,7 +182,8 @@ def resolve_device(device: str | None) -> torch.device:
 
 
 def load_translator(
-    path: str | os.PathLike, direction: str | None = None, *, device: str | None = None, precision: Precision = "32",
+    path: str | os.PathLike, direction: str | None = None, *, device: str | None = None,
+    precision: Precision | Literal["auto"] = "32",
     inverse: bool = False,
 ) -> Translator:
     """A :class:`Translator` from a training checkpoint, a TorchScript export (.pt), an ONNX export
@@ -190,13 +192,17 @@ def load_translator(
     ``direction`` defaults to "a2b" for checkpoints and to the exported one for exports; a
     file of the authors' holds one generator, so only "a2b" (or None).
     ``inverse``: also load the other direction of a CycleGAN checkpoint as ``.inverse``.
+    ``precision="auto"``: bf16 where the device has it natively (:mod:`cyclegan.devices`).
     The file is read once.
     """
     path = resolve(path)  # pretrained:NAME -> the cached file, downloaded when missing
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     device = resolve_device(device)
-    if is_exported(path):
+    exported = is_exported(path)
+    if precision == "auto":  # exported graphs run float32 only
+        precision = "32" if exported else inference_precision("auto", device)
+    if exported:
         return load_exported(path, direction=direction, device=device, precision=precision)
     checkpoint = read_model_file(path)
     if is_state_dict(checkpoint):

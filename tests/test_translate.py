@@ -17,6 +17,7 @@ from cyclegan.cli import main as cli_main, run as cli_run
 from cyclegan.networks import GeneratorConfig, build_generator
 from cyclegan.tiling import tiled_forward
 from cyclegan.checkpoint import sha256_file
+from cyclegan.devices import inference_precision
 from cyclegan.translate import Translator, translate_image, translate_tensor
 from conftest import write_images
 
@@ -114,8 +115,8 @@ def test_full_resolution_of_odd_sizes_and_resize_of_the_short_side(ckpt, tmp_pat
     assert run(ckpt, src, dst) == 0
     out = Image.open(dst / "odd.png")
     assert out.size == (517, 333) and out.mode == "RGB"
-    # The file holds exactly what the Python API gives.
-    api = translate_image(generator(ckpt), Image.open(src / "odd.png"))
+    # The file holds exactly what the Python API gives, at the precision the CLI chose (bf16 where native).
+    api = translate_image(generator(ckpt), Image.open(src / "odd.png"), precision=inference_precision("auto", "cpu"))
     np.testing.assert_array_equal(np.asarray(out), np.asarray(api))
 
     assert run(ckpt, src, tmp_path / "small", "--resize", "24") == 0
@@ -140,7 +141,7 @@ def test_batches_of_mixed_sizes_give_what_one_image_at_a_time_gives(ckpt, tmp_pa
     src.mkdir()
     for i, size in enumerate([(40, 24), (24, 40), (40, 24), (33, 17), (40, 24), (24, 40), (40, 24)]):
         smooth_image(size, seed=i).save(src / f"{i}.png")
-    assert run(ckpt, src, tmp_path / "out", "--batch-size", "3") == 0
+    assert run(ckpt, src, tmp_path / "out", "--batch-size", "3", "--precision", "32") == 0  # batching, not bf16
     g = generator(ckpt)
     for i in range(7):
         expected = np.asarray(translate_image(g, Image.open(src / f"{i}.png")), dtype=int)
@@ -168,7 +169,7 @@ def test_grayscale_model_gives_grayscale_and_alpha_is_carried_over(ckpt, gray_ck
     np.testing.assert_array_equal(out.getchannel("A"), Image.open(rgba / "t.png").getchannel("A"))
     # Colour comes from the image composited onto white, as in training.
     on_white = Image.alpha_composite(Image.new("RGBA", (36, 28), "white"), Image.open(rgba / "t.png")).convert("RGB")
-    rgb = translate_image(generator(ckpt), on_white)
+    rgb = translate_image(generator(ckpt), on_white, precision=inference_precision("auto", "cpu"))
     np.testing.assert_array_equal(np.asarray(out)[..., :3], np.asarray(rgb))
 
     assert run(ckpt, rgba, tmp_path / "j", "--format", "jpg") == 0  # jpg has no alpha: dropped, and said so
