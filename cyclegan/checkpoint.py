@@ -133,6 +133,14 @@ def wandb_run_id(path: str | os.PathLike) -> str | None:
     return _peek(Path(path)).get(WANDB_RUN_ID)
 
 
+def check_kind(path: str | os.PathLike, kind: str) -> None:
+    """Refuse, in one line, a checkpoint of another model kind than the one about to be trained."""
+    found = checkpoint_kind(path)
+    if found != kind:
+        raise CheckpointError(f"{path} is a {found} checkpoint, but this fit trains {kind}: "
+                              f"resume it with the config it was trained with (configs/{found}.yaml)")
+
+
 def check_network_settings(path: str | os.PathLike, settings: dict[str, dict[str, Any]]) -> None:
     """Refuse, in one line, a checkpoint whose networks were built with other settings than
     ``settings`` ({"generator": {...}, "discriminator": {...}} of the config about to train):
@@ -149,11 +157,8 @@ def check_network_settings(path: str | os.PathLike, settings: dict[str, dict[str
 def check_fits(path: str | os.PathLike, kind: str, state_dict: dict[str, torch.Tensor]) -> None:
     """Refuse, in one line, a checkpoint that the model about to be trained cannot load: another
     kind, or other tensor names or shapes (another --config than the run it comes from)."""
+    check_kind(path, kind)
     checkpoint = _peek(Path(path))
-    found = checkpoint[TRANSLATOR]["kind"]
-    if found != kind:
-        raise CheckpointError(f"{path} is a {found} checkpoint, but this fit trains {kind}: "
-                              f"resume it with the config it was trained with (configs/{found}.yaml)")
     saved = {k: tuple(v.shape) for k, v in checkpoint.get("state_dict", {}).items()}
     wanted = {k: tuple(v.shape) for k, v in state_dict.items()}
     differ = sorted(k for k in saved.keys() & wanted.keys() if saved[k] != wanted[k])

@@ -35,10 +35,10 @@ from .callbacks import (
     AtomicCheckpointIO, GracefulStop, LastCheckpoint, SampleGrid, TrainingHealth, ValidationMetrics, run_dir,
 )
 from .checkpoint import (
-    WANDB_RUN_ID, check_fits, check_network_settings, checkpoint_kind, find_last_checkpoint, wandb_run_id,
+    WANDB_RUN_ID, check_fits, check_kind, check_network_settings, checkpoint_kind, find_last_checkpoint, wandb_run_id,
 )
 from .data import UnpairedImageDataModule
-from .errors import CheckpointError, CycleGANError
+from .errors import CycleGANError
 from .tracking import WandbLogger
 
 # Imported so that ``--model CycleGAN`` / ``--model Method1`` resolve by short name.
@@ -253,10 +253,7 @@ class CycleGANCLI(LightningCLI):
             path = Path(config.ckpt_path)
             if config.ckpt_path == "last":
                 path = find_last_checkpoint(_root(config), config.last_checkpoint.dirpath, kind=kind)
-            found = checkpoint_kind(path)
-            if found != kind:
-                raise CheckpointError(f"{path} is a {found} checkpoint, but this fit trains {kind}: "
-                                      f"resume it with the config it was trained with (configs/{found}.yaml)")
+            check_kind(path, kind)
             init_args = config.model.get("init_args") or {}
             check_network_settings(path, {net: _plain(init_args.get(net)) for net in ("generator", "discriminator")})
             config.ckpt_path = str(path)
@@ -318,6 +315,8 @@ def _quiet(verbose: bool) -> Iterator[None]:
         if not verbose:
             # Lightning's own use of a torch API it will update; nothing for a user to change.
             warnings.filterwarnings("ignore", message=r".*LeafSpec.* is deprecated")
+            # A resumed run writes into its own checkpoint folder on purpose (last.ckpt is replaced).
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
             for name in names:
                 logging.getLogger(name).setLevel(logging.WARNING)
         try:
