@@ -20,19 +20,26 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.utilities import rank_zero_warn
-from torchvision.utils import make_grid, save_image
+from PIL import Image
+from torchvision.utils import make_grid
 
-from .data import stack_cropped, to_uint8, to_unit_range
+from .data import stack_cropped, to_uint8
 from .errors import NonFiniteLossError
 from .tracking import WandbLogger
 from .training import D_ACCURACY
 
 
 def run_dir(trainer: pl.Trainer) -> Path:
-    """The run's folder: the parent of its checkpoint folder, else the trainer's root."""
+    """The run's folder: the parent of its checkpoint folder, laid out as Lightning does
+    (``<save_dir>/<logger name>/<version>``, known before the checkpoint callback resolves its
+    folder), else the trainer's root."""
     callback = trainer.checkpoint_callback
     if callback is not None and callback.dirpath:
         return Path(callback.dirpath).parent
+    if trainer.loggers:
+        logger = trainer.loggers[0]
+        version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
+        return Path(logger.save_dir or trainer.default_root_dir) / str(logger.name) / version
     return Path(trainer.default_root_dir)
 
 
@@ -81,14 +88,17 @@ class SampleGrid(pl.Callback):
         )
         pl_module.train(was_training)
         # (N, K, 3, H, W) -> rows of K images; grayscale columns shown as RGB.
-        tiles = torch.stack([to_unit_range(c.float()).expand(-1, 3, -1, -1) for c in columns], dim=1)
+        tiles = torch.stack([c.float().expand(-1, 3, -1, -1) for c in columns], dim=1)
         grid = make_grid(tiles.flatten(0, 1).cpu(), nrow=len(columns), padding=2, pad_value=1.0)
+        # uint8 (H, W, 3): the same pixels in the PNG file and in W&B (which would cast a
+        # float grid in [0, 1] to uint8 as it is, leaving only the values 0 and 1).
+        pixels = to_uint8(grid).permute(1, 2, 0).numpy()
         path = run_dir(trainer) / "samples" / f"step_{trainer.global_step:07d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_image(grid, path)
+        Image.fromarray(pixels).save(path)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                logger.log_image("samples", [grid], step=trainer.global_step, caption=[f"step {trainer.global_step}"])
+                logger.log_image("samples", [pixels], step=trainer.global_step, caption=[f"step {trainer.global_step}"])
 
 
 class GracefulStop(pl.Callback):

@@ -125,22 +125,83 @@ def generator_from_checkpoint(checkpoint: dict[str, Any], direction: Direction =
     return net.eval()
 
 
-def find_last_checkpoint(root: str | os.PathLike, dirpath: str | None = None) -> Path:
-    """``--ckpt_path last``: the newest last.ckpt under ``root``, preferring those in ``dirpath``."""
-    candidates = sorted(Path(root).glob("**/last.ckpt"), key=lambda p: p.stat().st_mtime)
+def _peek(path: Path) -> dict[str, Any]:
+    """The checkpoint memory-mapped: entries are read only when touched (the run id, the kind)."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {_reason(e)}") from None
+    if not isinstance(checkpoint, dict) or TRANSLATOR not in checkpoint:
+        raise CheckpointError(f"{path} is not a cyclegan training checkpoint (no 'translator' entry)")
+    return checkpoint
+
+
+def checkpoint_kind(path: str | os.PathLike) -> str:
+    """The model kind a checkpoint was trained as (``cyclegan``, ``method1``)."""
+    return _peek(Path(path))[TRANSLATOR]["kind"]
+
+
+def find_last_checkpoint(root: str | os.PathLike, dirpath: str | None = None, *, kind: str | None = None) -> Path:
+    """``--ckpt_path last``: the newest last.ckpt under ``root`` of model ``kind`` (any kind when None),
+    preferring those in ``dirpath``. Old run folders count too: the kind is read from each file."""
+    candidates = sorted(Path(root).glob("**/last*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
     if dirpath:
         candidates = [p for p in candidates if p.parent == Path(dirpath)] or candidates
-    if not candidates:
-        raise CheckpointError(f"--ckpt_path last: no last.ckpt under {root}")
-    return candidates[-1]
+    others: list[str] = []
+    for path in candidates:
+        try:
+            found = checkpoint_kind(path)
+        except CheckpointError:
+            continue  # a foreign or damaged file is no candidate
+        if kind is None or found == kind:
+            return path
+        others.append(found)
+    where = f"under {root}" + (f" (found {len(others)} of another kind: {', '.join(sorted(set(others)))})" if others else "")
+    raise CheckpointError(f"--ckpt_path last: no {kind + ' ' if kind else ''}last.ckpt {where}")
 
 
 def wandb_run_id(path: str | os.PathLike) -> str | None:
     """The W&B run a checkpoint was written by (None if it has none), checking that the file is there."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:  # memory-mapped: only the few bytes of the run id are read now
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True).get(WANDB_RUN_ID)
-    except Exception as e:
-        raise CheckpointError(f"cannot read checkpoint {path}: {_reason(e)}") from None
+    return _peek(Path(path)).get(WANDB_RUN_ID)
+
+
+def check_kind(path: str | os.PathLike, kind: str) -> None:
+    """Refuse, in one line, a checkpoint of another model kind than the one about to be trained."""
+    found = checkpoint_kind(path)
+    if found != kind:
+        raise CheckpointError(f"{path} is a {found} checkpoint, but this fit trains {kind}: "
+                              f"resume it with the config it was trained with (configs/{found}.yaml)")
+
+
+def check_network_settings(path: str | os.PathLike, settings: dict[str, dict[str, Any]]) -> None:
+    """Refuse, in one line, a checkpoint whose networks were built with other settings than
+    ``settings`` ({"generator": {...}, "discriminator": {...}} of the config about to train):
+    its tensors would not fit (and Lightning would otherwise quietly take the checkpoint's)."""
+    saved = _peek(Path(path)).get("hyper_parameters", {})
+    for net, wanted in settings.items():
+        for key, value in (wanted or {}).items():
+            if isinstance(saved.get(net), dict) and key in saved[net] and saved[net][key] != value:
+                raise CheckpointError(f"{path} does not fit the model: it was trained with {net}.{key} = "
+                                      f"{saved[net][key]!r}, the config says {value!r} (resume with the settings "
+                                      "of the run it comes from)")
+
+
+def check_fits(path: str | os.PathLike, kind: str, state_dict: dict[str, torch.Tensor]) -> None:
+    """Refuse, in one line, a checkpoint that the model about to be trained cannot load: another
+    kind, or other tensor names or shapes (another --config than the run it comes from)."""
+    check_kind(path, kind)
+    checkpoint = _peek(Path(path))
+    saved = {k: tuple(v.shape) for k, v in checkpoint.get("state_dict", {}).items()}
+    wanted = {k: tuple(v.shape) for k, v in state_dict.items()}
+    differ = sorted(k for k in saved.keys() & wanted.keys() if saved[k] != wanted[k])
+    missing, unexpected = sorted(wanted.keys() - saved.keys()), sorted(saved.keys() - wanted.keys())
+    if differ:
+        raise CheckpointError(f"{path} does not fit the model: {len(differ)} tensors differ in shape, e.g. {differ[0]} "
+                              f"is {list(saved[differ[0]])} there and {list(wanted[differ[0]])} here "
+                              "(resume with the same model settings as the run it comes from)")
+    if missing or unexpected:
+        first = (missing or unexpected)[0]
+        raise CheckpointError(f"{path} does not fit the model: {len(missing)} tensors missing, {len(unexpected)} "
+                              f"unexpected, e.g. {first} (resume with the same model settings as the run it comes from)")

@@ -32,12 +32,15 @@ class WandbLogger(loggers.WandbLogger):
 
     Args:
         project: W&B project.
-        save_dir: where the W&B run folder (``wandb/``) and, through Lightning, the
-            checkpoints (``<project>/<run id>/checkpoints``) go.
+        save_dir: where the W&B files (``wandb/``) and the run folders
+            (``<folder>/<run id>/``: config.yaml, checkpoints/, samples/, metrics.jsonl) go.
+        folder: the sub-folder of ``save_dir`` for run folders; the CLI sets the model kind
+            (``cyclegan`` / ``method1``); default the project.
         group: put runs side by side in the W&B UI, e.g. method 1 and CycleGAN on one dataset.
         tags: extra tags; the CLI adds the model kind (``cyclegan`` / ``method1``).
         offline: ``None`` decides: offline when ``WANDB_MODE`` is offline/dryrun or no
             login is found; the run can be uploaded later with ``wandb sync``.
+        silent: no ``wandb:`` lines in the terminal (``cyclegan fit --verbose`` shows them).
         name, version, notes, job_type, log_model: as for ``wandb.init`` / Lightning's WandbLogger.
     """
 
@@ -54,6 +57,8 @@ class WandbLogger(loggers.WandbLogger):
         notes: str | None = None,
         job_type: str | None = None,
         log_model: bool = False,
+        folder: str | None = None,
+        silent: bool = True,
     ) -> None:
         if offline is None:
             offline = os.environ.get("WANDB_MODE") in ("offline", "dryrun") or not wandb_login_found()
@@ -62,8 +67,24 @@ class WandbLogger(loggers.WandbLogger):
         super().__init__(
             project=project, save_dir=save_dir, name=name, version=version, offline=offline,
             log_model=log_model and not offline, group=group, tags=list(tags or []), notes=notes, job_type=job_type,
+            # silent: wandb's banner, run summary with sparklines and sync hints; fit prints
+            # where the run is and how to sync it once, itself.
+            settings={"silent": silent},
         )
+        _drop_anonymous(self)
+        self._folder = folder
         self._warned: set[str] = set()
+
+    @property
+    def name(self) -> str | None:
+        """The folder under ``save_dir`` holding the run folders (Lightning puts checkpoints in
+        ``<save_dir>/<name>/<version>/checkpoints``): the model kind, not the W&B project."""
+        return self._folder or super().name
+
+    @property
+    def run_dir(self) -> Path | None:
+        """``<save_dir>/<folder>/<run id>``, as Lightning lays it out (None before the id is known)."""
+        return Path(self.save_dir) / str(self.name) / str(self.version) if self.version else None
 
     @property
     def offline(self) -> bool:
@@ -96,8 +117,7 @@ class WandbLogger(loggers.WandbLogger):
             rank_zero_warn(message)
 
     def _local_metrics_file(self) -> Path | None:
-        version = self.version
-        return Path(self.save_dir) / str(self.name) / str(version) / "metrics.jsonl" if version else None
+        return self.run_dir / "metrics.jsonl" if self.run_dir else None
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
@@ -151,6 +171,12 @@ def _set_mode_before_start(logger: loggers.WandbLogger, mode: str) -> None:
     if mode == "disabled":
         logger._wandb_init["mode"] = "disabled"
     logger._experiment = None
+
+
+def _drop_anonymous(logger: loggers.WandbLogger) -> None:
+    """Lightning passes ``anonymous=None`` to ``wandb.init``, which warns that the setting has no
+    effect whatever its value: leave it out."""
+    logger._wandb_init.pop("anonymous", None)
 
 
 def _mode(logger: loggers.WandbLogger) -> str | None:
