@@ -117,6 +117,8 @@ class _RunSummary(pl.Callback):
                 checkpoint[WANDB_RUN_ID] = logger.version
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:  # one summary; other ranks' loggers are stand-ins
+            return
         _say(f"run: {run_dir(trainer)} (config.yaml, checkpoints/, samples/); precision {trainer.precision}"
              + (" (bf16 autocast; --trainer.precision 32 for float32)" if trainer.precision == "bf16-mixed" else ""))
         for logger in trainer.loggers:
@@ -132,6 +134,8 @@ class _RunSummary(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
         step = trainer.global_step
+        if not trainer.is_global_zero:
+            return
         if self._start is None:
             self._start = (step, time.perf_counter())
         elif self._start[0] >= 0 and step - self._start[0] >= self.timed_steps:
@@ -142,6 +146,8 @@ class _RunSummary(pl.Callback):
                 _say(_speed_line(seconds, left, trainer.strategy.root_device.type))
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
         last = next((c.last_model_path for c in trainer.checkpoint_callbacks if c.last_model_path), None)
         if last:
             _say(f"last checkpoint: {last}; resume: the same command with --ckpt_path last (or --ckpt_path {last})")
@@ -232,7 +238,9 @@ class CycleGANCLI(LightningCLI):
         if config.trainer.strategy == "ddp":
             config.trainer.strategy = "ddp_find_unused_parameters_true"
         if self.subcommand == "fit" and config.trainer.precision is None:
-            config.trainer.precision = _default_precision(config.trainer.accelerator)
+            # bf16-mixed where the device computes bf16 natively (1.6-1.8x float32 at 256 px on an AMX CPU).
+            accelerator = config.trainer.accelerator
+            config.trainer.precision = training_precision(accelerator) if isinstance(accelerator, str) else "32-true"
         if self.subcommand == "fit" and (config.init_from or config.init_epoch is not None):
             self._carry_on_schedule(config)  # also when resuming: the schedule stays where the run put it
         logger = config.trainer.logger
@@ -345,13 +353,6 @@ class CycleGANCLI(LightningCLI):
         for logger in self.trainer.loggers:
             if isinstance(logger, WandbLogger) and self.trainer.is_global_zero:
                 logger.experiment.finish()
-
-
-def _default_precision(accelerator) -> str:
-    """Training precision when ``--trainer.precision`` is not given: bf16-mixed where the device
-    computes bf16 natively (1.6-1.8x a float32 step at 256 px on an AMX CPU), else 32-true;
-    ``--trainer.precision 32`` opts out."""
-    return training_precision(accelerator) if isinstance(accelerator, str) else "32-true"
 
 
 @contextlib.contextmanager
