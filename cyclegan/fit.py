@@ -115,6 +115,8 @@ class _RunSummary(pl.Callback):
                 checkpoint[WANDB_RUN_ID] = logger.version
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:  # (other ranks have no W&B run)
+            return
         _say(f"run: {run_dir(trainer)} (config.yaml, checkpoints/, samples/)")
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
@@ -137,6 +139,8 @@ class _RunSummary(pl.Callback):
                 _say(_speed_line(seconds, left, trainer.strategy.root_device.type))
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
         last = next((c.last_model_path for c in trainer.checkpoint_callbacks if c.last_model_path), None)
         if last:
             _say(f"last checkpoint: {last}; resume: the same command with --ckpt_path last (or --ckpt_path {last})")
@@ -317,6 +321,8 @@ def _quiet(verbose: bool) -> Iterator[None]:
             warnings.filterwarnings("ignore", message=r".*LeafSpec.* is deprecated")
             # A resumed run writes into its own checkpoint folder on purpose (last.ckpt is replaced).
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+            # validate (and a resume into a new folder) restores ModelCheckpoint state meant for another folder.
+            warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
             for name in names:
                 logging.getLogger(name).setLevel(logging.WARNING)
         try:
