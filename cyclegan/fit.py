@@ -372,6 +372,8 @@ def _quiet(verbose: bool) -> Iterator[None]:
             warnings.filterwarnings("ignore", message=r".*LeafSpec.* is deprecated")
             # A resumed run writes into its own checkpoint folder on purpose (last.ckpt is replaced).
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+            # validate (and a resume into a new folder) restores ModelCheckpoint state meant for another folder.
+            warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
             for name in names:
                 logging.getLogger(name).setLevel(logging.WARNING)
         try:
