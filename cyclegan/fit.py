@@ -2,10 +2,8 @@
 
 The command-line side of training, beside cli.py (which loads this module only for these two
 commands: Lightning takes seconds to import). It parses, reports bad arguments in one line,
-lays out one folder per run and prints a short summary of where everything is.
-
-    cyclegan fit --config configs/cyclegan.yaml --data.root datasets/horse2zebra
-    cyclegan fit --config configs/method1.yaml --config configs/tiny.yaml --data.root datasets/emoji
+lays out one folder per run and prints a short summary of where everything is:
+``cyclegan fit --config configs/cyclegan.yaml --data.root datasets/horse2zebra``.
 """
 
 from __future__ import annotations

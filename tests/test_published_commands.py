@@ -50,7 +50,7 @@ def test_translate_with_an_authors_file_gives_our_generators_images(authors_file
     path, ours = authors_file
     src = tmp_path / "in"
     write_images(src, 2, size=(45, 31))
-    argv = ["translate", "--checkpoint", str(path), "--input", str(src), "--workers", "0", "--quiet"]
+    argv = ["translate", "--checkpoint", str(path), "--input", str(src), "--workers", "0", "--quiet", "--precision", "32"]
     assert cli_run([*argv, "--output", str(tmp_path / "out")]) == 0
     for image in sorted(src.glob("*.png")):
         expected = np.asarray(translate_image(ours, Image.open(image)))
