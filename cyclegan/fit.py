@@ -1,9 +1,8 @@
 """``cyclegan fit`` / ``cyclegan validate``: LightningCLI for both translators.
 
-The command-line side of training, beside cli.py (which loads this module only for these two
-commands: Lightning takes seconds to import). It parses, reports bad arguments in one line,
-lays out one folder per run and prints a short summary of where everything is:
-``cyclegan fit --config configs/cyclegan.yaml --data.root datasets/horse2zebra``.
+The command-line side of training, loaded by cli.py only for these two commands (Lightning takes
+seconds to import): parses, reports bad arguments in one line, lays out one folder per run and
+prints a short summary of where everything is.
 """
 
 from __future__ import annotations
