@@ -24,10 +24,10 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.trainer.states import TrainerFn
-from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
 
 from .errors import DataError
+from .training import warn
 from .images import (  # noqa: F401 - the image helpers' old home; they live in images.py
     IMAGE_EXTENSIONS, describe_error, image_problem, list_images, normalize_image, read_image, to_uint8, to_unit_range,
 )
@@ -47,7 +47,7 @@ def usable_images(folder: str | os.PathLike) -> list[Path]:
     if bad:
         examples = "; ".join(f"{f} ({problem})" for f, problem in bad[:3])
         more = f"; and {len(bad) - 3} more" if len(bad) > 3 else ""
-        rank_zero_info(f"warning: skipped {len(bad)} of {len(files)} files in {folder}: {examples}{more}")
+        warn(f"warning: skipped {len(bad)} of {len(files)} files in {folder}: {examples}{more}")
     return good
 
 
@@ -139,7 +139,7 @@ class UnpairedDataset(Dataset):
             except Exception as e:  # any decoder failure (truncated data, bad chunks, ...): skip the file
                 if path not in self._reported:
                     self._reported.add(path)
-                    rank_zero_info(f"warning: cannot decode {path} ({describe_error(e)}); using another image instead")
+                    warn(f"warning: cannot decode {path} ({describe_error(e)}); using another image instead")
         raise DataError(f"none of the {len(files)} images in {files[0].parent} could be decoded")
 
 

@@ -7,6 +7,7 @@ would otherwise stand twice, so that changing the checkpoint or pool format is o
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict
@@ -16,7 +17,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.core.optimizer import LightningOptimizer
-from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
@@ -25,6 +26,15 @@ from .errors import NonFiniteLossError
 from .image_pool import Pools
 from .losses import DiscriminatorLoss
 from .networks import DiscriminatorConfig, GeneratorConfig
+
+_log = logging.getLogger("cyclegan")
+
+
+@rank_zero_only
+def warn(message: str) -> None:
+    """A warning the user can act on (a skipped update or file, a state that cannot come back):
+    shown even while the CLI quiets Lightning's own info lines; once, from rank 0."""
+    _log.warning(message)
 
 # Checkpoint entries beside Lightning's own (read back by cyclegan.checkpoint).
 RANK_STATES = "rank_states"  # per-rank RNG states and pools, for an exact resume (save_training_state)
@@ -180,7 +190,7 @@ class NonFiniteGuard:
                 f"training stopped: {what} for {self.in_a_row} iterations in a row "
                 f"(at step {module.global_step}); last good checkpoint: {last[0] if last else 'none written yet'}"
             )
-        rank_zero_info(f"warning: {what} at step {module.global_step}; skipping this update")
+        warn(f"warning: {what} at step {module.global_step}; skipping this update")
         return False
 
     def step_done(self) -> None:
@@ -265,7 +275,7 @@ def restore_rank_state(module: pl.LightningModule, pools: Pools, saved: dict[str
     changed, after saying in one line what cannot be restored."""
     world, rank = module.trainer.world_size, module.global_rank
     if saved["world_size"] != world:
-        rank_zero_info(f"warning: the checkpoint was written by {saved['world_size']} process(es), this run has "
+        warn(f"warning: the checkpoint was written by {saved['world_size']} process(es), this run has "
                        f"{world}: the random states of each process and the image pools of processes other than "
                        "the first cannot be restored (the data continues at the same place); continuing")
         return False
