@@ -43,6 +43,11 @@ def _positive(text: str) -> int:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def _precision_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=["auto", "32", "bf16"], default="auto",
                    help="auto (default): bf16 autocast where the device computes bf16 natively (AVX-512 BF16/AMX "
@@ -67,7 +72,7 @@ def _note_single_generator(direction: str | None, kind: str, checkpoint: str) ->
 
 
 def _translate_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="cyclegan translate",
         description="Translate a folder of images (recursively, mirrored into OUT) or a single image with a trained "
         "translator, at full resolution.",
@@ -129,7 +134,7 @@ def translate(argv: list[str]) -> int:
 
 
 def _export_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="cyclegan export",
         description="Export one generator of a training checkpoint with dynamic height and width, then check that "
         "the exported model matches PyTorch.",
@@ -198,11 +203,6 @@ def pretrained(argv: list[str]) -> int:
 
 
 # --------------------------------------------------------------------------- evaluate and compare
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 _EVALUATE_DESCRIPTION = "``cyclegan evaluate`` and ``cyclegan compare``: score translators beside trivial references."
