@@ -50,7 +50,7 @@ def test_export_passes_parity_and_translate_runs_the_exported_file(ckpt, tmp_pat
 
     src = images
     assert translate_main(["--checkpoint", str(out), "--input", str(src), "--output", str(tmp_path / "a"), "--quiet"]) == 0
-    assert translate_main(["--checkpoint", str(ckpt), "--direction", "b2a", "--input", str(src),
+    assert translate_main(["--checkpoint", str(ckpt), "--direction", "b2a", "--precision", "32", "--input", str(src),
                            "--output", str(tmp_path / "b"), "--quiet"]) == 0
     for name in ("img000.png", "img001.png"):
         a = np.asarray(Image.open(tmp_path / "a" / name), dtype=int)
