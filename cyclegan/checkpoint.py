@@ -21,7 +21,7 @@ from torch import nn
 from .errors import CheckpointError
 from .networks import GeneratorConfig, build_generator
 from .pretrained import resolve
-from .published import is_state_dict, single_generator
+from .published import is_state_dict, load_file, single_generator
 
 Direction = Literal["a2b", "b2a"]
 # Entries this project adds to a Lightning checkpoint.
@@ -71,13 +71,7 @@ def _reason(error: BaseException) -> str:
 def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
     """Read a training checkpoint of ours, or a bare generator state dict in the authors' layout
     (tell them apart with :func:`cyclegan.published.is_state_dict`), onto the CPU, once."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
-        raise CheckpointError(f"cannot read checkpoint {path}: {_reason(e)}") from None
+    checkpoint = load_file(path, what="checkpoint")
     if is_state_dict(checkpoint):
         return checkpoint
     if not isinstance(checkpoint, dict) or TRANSLATOR not in checkpoint:

@@ -106,16 +106,16 @@ def is_state_dict(obj: object) -> bool:
     )
 
 
-def load_file(path: PathLike) -> object:
-    """``torch.load`` onto the CPU, tensors and plain data only; one-line errors."""
+def load_file(path: PathLike, *, what: str = "model file") -> object:
+    """``torch.load`` onto the CPU, tensors and plain data only; one-line errors naming ``what`` it is."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"model file not found: {path}")
+        raise CheckpointError(f"{what} not found: {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"cannot read {path}: {reason} (truncated or not a PyTorch file?)") from None
+        raise CheckpointError(f"cannot read {what} {path}: {reason} (truncated or not a PyTorch file?)") from None
 
 
 def as_state_dict(obj: object, *, source: str) -> StateDict:

@@ -153,7 +153,7 @@ def test_truncated_file_is_refused(tmp_path, legacy):
     ours = build_generator(GeneratorConfig(ngf=8, n_blocks=2), input_nc=3, output_nc=3)
     path = save(authors_state(ours), tmp_path / "g.pth", legacy=legacy)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    assert refusal(path).startswith(f"cannot read {path}: ")
+    assert refusal(path).startswith(f"cannot read model file {path}: ")
 
 
 @pytest.mark.parametrize("arch", ["patch", "pixel"])
