@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
