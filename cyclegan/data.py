@@ -67,6 +67,12 @@ class _UpscaleSmall(A.ImageOnlyTransform):
         return cv2.resize(img, size, interpolation=cv2.INTER_CUBIC).reshape(size[1], size[0], *img.shape[2:])
 
 
+# Shrinking averages the pixels each output pixel covers (cv2 INTER_AREA); enlarging is bicubic.
+# cv2's plain INTER_CUBIC does not widen its kernel when shrinking, so detail aliases: 8-9 grey
+# levels from an exact area average at 600 -> 64 px, where INTER_AREA is 0.25 (bench/resize.py).
+_RESIZE = {"interpolation": cv2.INTER_CUBIC, "area_for_downscale": "image"}
+
+
 def build_transform(
     *, preprocess: Preprocess, load_size: int, crop_size: int, flip: bool, train: bool
 ) -> A.Compose:
@@ -79,15 +85,14 @@ def build_transform(
         steps = [A.PadIfNeeded(min_height=None, min_width=None, pad_height_divisor=4, pad_width_divisor=4,
                                border_mode=cv2.BORDER_REFLECT_101)]
     elif not train:
-        steps = [A.SmallestMaxSize(max_size=crop_size, interpolation=cv2.INTER_CUBIC),
-                 A.CenterCrop(crop_size, crop_size)]
+        steps = [A.SmallestMaxSize(max_size=crop_size, **_RESIZE), A.CenterCrop(crop_size, crop_size)]
     else:
         # Images smaller than the crop are scaled up first, not a crash.
         crop = [_UpscaleSmall(crop_size), A.RandomCrop(crop_size, crop_size)]
         steps = {
-            "resize_and_crop": [A.Resize(load_size, load_size, interpolation=cv2.INTER_CUBIC), *crop],
+            "resize_and_crop": [A.Resize(load_size, load_size, **_RESIZE), *crop],
             "crop": crop,
-            "scale_width_and_crop": [A.SmallestMaxSize(max_size_hw=(None, load_size), interpolation=cv2.INTER_CUBIC), *crop],
+            "scale_width_and_crop": [A.SmallestMaxSize(max_size_hw=(None, load_size), **_RESIZE), *crop],
         }[preprocess]
     if train and flip:
         steps.append(A.HorizontalFlip(p=0.5))

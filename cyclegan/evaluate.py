@@ -28,7 +28,8 @@ from .images import IMAGE_EXTENSIONS, list_images, read_image, to_uint8
 from .translate import Translator
 
 FILTERS = {
-    "bicubic": (cv2.INTER_CUBIC, "bicubic (cv2 INTER_CUBIC, no antialiasing, as the training pipeline)"),
+    "antialiased": (None, "antialiased (area average when shrinking, bicubic when enlarging, as the training pipeline)"),
+    "bicubic": (cv2.INTER_CUBIC, "bicubic (cv2 INTER_CUBIC, no antialiasing)"),
     "bilinear": (cv2.INTER_LINEAR, "bilinear (cv2 INTER_LINEAR)"),
     "area": (cv2.INTER_AREA, "area (cv2 INTER_AREA, antialiased when shrinking)"),
     "lanczos": (cv2.INTER_LANCZOS4, "Lanczos (cv2 INTER_LANCZOS4)"),
@@ -56,7 +57,10 @@ def crop_square_and_resize(image: np.ndarray, size: int, filter: str) -> np.ndar
         image = image[top:top + s, left:left + s]
     if image.shape[0] != size:
         channels = image.shape[2]
-        image = cv2.resize(image, (size, size), interpolation=FILTERS[filter][0]).reshape(size, size, channels)
+        flag = FILTERS[filter][0]
+        if flag is None:  # antialiased
+            flag = cv2.INTER_AREA if size < image.shape[0] else cv2.INTER_CUBIC
+        image = cv2.resize(image, (size, size), interpolation=flag).reshape(size, size, channels)
     return np.array(image)  # a writable copy (PIL's arrays are read-only)
 
 
@@ -327,7 +331,7 @@ def _protocol_notes(card: M.ProtocolCard, *, colour, data: _Data, cycles: bool, 
 def evaluate_translators(
     translators: list[Translator], input_dir: str | os.PathLike, *, names: list[str | None] | None = None,
     reference_dir: str | os.PathLike | None = None, target_dir: str | os.PathLike | None = None,
-    direction: str = "a2b", size: int = 256, translate_size: int | None = None, filter: str = "bicubic",
+    direction: str = "a2b", size: int = 256, translate_size: int | None = None, filter: str = "antialiased",
     extractor: M.FeatureExtractor | None = None, kid_subsets: int = 100, kid_subset_size: int = 100,
     limit: int | None = None, reference_limit: int | None = None, batch_size: int = 8,
     device: str | torch.device = "cpu", log: Log = lambda _: None, progress: bool = False,

@@ -6,6 +6,8 @@ would be saved: metrics see what a user would see. Paired metrics are per image
 
 Paired (output vs ground truth at the same size; the aerial->map protocol is 256x256):
     rmse           sqrt(mean over C, H, W of (out - gt)^2), 0-255 scale
+    rmse_gcgan     sqrt(sum over C, H, W of (out - gt)^2 / (H W)) = sqrt(C) * rmse: the literature's
+                   aerial->map RMSE (GcGAN's evaluation/evaluate_maps.py), to set beside published tables
     pixel_acc      share of pixels whose largest channel error |out - gt| is < 5
     psnr           10 log10(255^2 / MSE)  (torchmetrics)
     ssim           11x11 Gaussian SSIM, sigma 1.5, on RGB (torchmetrics)
@@ -46,7 +48,7 @@ EDGE_TOLERANCE = 1  # px: an edge pixel counts when one of the other image's lie
 
 # Metric name -> True when higher is better. The order is the order of tables.
 HIGHER_IS_BETTER: dict[str, bool] = {
-    "rmse": False, "pixel_acc": True, "psnr": True, "ssim": True, "edge_f1": True,
+    "rmse": False, "rmse_gcgan": False, "pixel_acc": True, "psnr": True, "ssim": True, "edge_f1": True,
     "kid_mean": False, "kid_std": False, "fid": False,
     "layout_corr": True, "cycle_rmse": False,
 }
@@ -67,6 +69,12 @@ def rmse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-image RMSE over all channels and pixels on the 0-255 scale, (N,)."""
     _check_pair(pred, target)
     return (float_batch(pred) - float_batch(target)).square().mean(dim=(1, 2, 3)).sqrt()
+
+
+def rmse_gcgan(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-image RMSE as the literature's maps protocol defines it: the squared error summed over
+    channels, averaged over pixels, (N,); sqrt(C) times :func:`rmse`."""
+    return rmse(pred, target) * math.sqrt(pred.shape[1])
 
 
 def pixel_accuracy(pred: torch.Tensor, target: torch.Tensor, *, threshold: float = PIXEL_ACC_THRESHOLD) -> torch.Tensor:
@@ -158,13 +166,14 @@ def edge_f1(
 
 
 def paired_metrics(pred: torch.Tensor, target: torch.Tensor, *, batch_size: int = 64) -> dict[str, torch.Tensor]:
-    """Every paired metric per image: {"rmse", "pixel_acc", "psnr", "ssim", "edge_f1"} -> (N,)."""
+    """Every paired metric per image: {"rmse", "rmse_gcgan", "pixel_acc", "psnr", "ssim", "edge_f1"} -> (N,)."""
     _check_pair(pred, target)
-    parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("rmse", "pixel_acc", "psnr", "ssim", "edge_f1")}
+    fns = {"rmse": rmse, "rmse_gcgan": rmse_gcgan, "pixel_acc": pixel_accuracy, "psnr": psnr, "ssim": ssim,
+           "edge_f1": edge_f1}
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in fns}
     for i in range(0, pred.shape[0], batch_size):
         p, t = pred[i:i + batch_size], target[i:i + batch_size]
-        for name, fn in (("rmse", rmse), ("pixel_acc", pixel_accuracy), ("psnr", psnr), ("ssim", ssim),
-                         ("edge_f1", edge_f1)):
+        for name, fn in fns.items():
             parts[name].append(fn(p, t))
     return {k: torch.cat(v) for k, v in parts.items()}
 

@@ -30,7 +30,7 @@ from . import metrics as M
 from .evaluate import Evaluation
 from .results import evaluation_dict, format_value, highlighted, json_safe, verdict
 
-PER_IMAGE_METRICS = ["rmse", "pixel_acc", "psnr", "ssim", "edge_f1", "layout_corr", "cycle_rmse"]
+PER_IMAGE_METRICS = ["rmse", "rmse_gcgan", "pixel_acc", "psnr", "ssim", "edge_f1", "layout_corr", "cycle_rmse"]
 
 
 def probe_indices(n: int, k: int) -> list[int]:

@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -99,6 +100,21 @@ def test_preprocess_modes_produce_crop_size():
             assert out.shape == (3, 32, 32), mode
     out = build_transform(preprocess="none", load_size=40, crop_size=32, flip=False, train=True)(image=image)["image"]
     assert out.shape == (3, 32, 52)  # padded to multiples of 4
+
+
+def test_shrinking_averages_the_pixels_enlarging_is_bicubic():
+    # A one-pixel checkerboard shrunk 64 -> 30 is half black, half white under every output
+    # pixel, so an area average is nearly flat grey; plain bicubic (std 63 here) keeps stripes.
+    board = (np.indices((64, 64)).sum(0) % 2 * 255).astype(np.uint8)[..., None].repeat(3, axis=2)
+    for mode in ("resize_and_crop", "scale_width_and_crop"):
+        out = build_transform(preprocess=mode, load_size=30, crop_size=30, flip=False, train=True)(image=board)["image"]
+        assert out.std() < 0.01 and abs(out.mean()) < 0.01, mode  # 127.5 -> 0.0 in [-1, 1]
+    out = build_transform(preprocess="crop", load_size=30, crop_size=30, flip=False, train=False)(image=board)["image"]
+    assert out.std() < 0.01
+    small = np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    up = build_transform(preprocess="resize_and_crop", load_size=32, crop_size=32, flip=False, train=True)(image=small)["image"]
+    expected = cv2.resize(small, (32, 32), interpolation=cv2.INTER_CUBIC).astype(np.float32) / 127.5 - 1
+    np.testing.assert_allclose(up.permute(1, 2, 0).numpy(), expected, atol=1e-5)
 
 
 def test_preprocess_none_keeps_sizes_and_sample_batch_crops_to_a_common_one(tmp_path):

@@ -121,7 +121,7 @@ def test_compare_writes_report_grid_csv_json_and_offline_wandb_table(setup, tmp_
     wandb_file = _finished_run_file(wb)
     logged = {k: v for row in history(wandb_file) for k, v in row.items()}
     assert logged["probes/_type"] == "table-file" and logged["probes/nrows"] == 3
-    assert logged["probes/ncols"] == 1 + 4 + 6 + 7  # name, 4 images, per-image metrics (+ cycle_rmse for CycleGAN)
+    assert logged["probes/ncols"] == 1 + 4 + 7 + 8  # name, 4 images, per-image metrics (+ cycle_rmse for CycleGAN)
     assert logged["summary/_type"] == "table-file" and logged["summary/nrows"] == 4
     assert logged["charts/rmse_table/_type"] == "table-file" and logged["charts/kid_mean_table/nrows"] == 4
     assert logged["grid/_type"] == "image-file"
@@ -260,3 +260,16 @@ def test_offline_without_any_inception_falls_back_with_one_warning(setup, tmp_pa
     assert len(warned) == 1 and warned[0].startswith("warning: cannot download the FID Inception network")
     card = json.loads((tmp_path / "o" / "metrics.json").read_text())["card"]
     assert card["feature_extractor"].startswith("random-conv") and not card["feature_standard"]
+
+
+def test_antialiased_filter_averages_when_shrinking_and_is_bicubic_when_enlarging():
+    from cyclegan.evaluate import crop_square_and_resize
+    import cv2
+
+    board = (np.indices((64, 64)).sum(0) % 2 * 255).astype(np.uint8)[..., None].repeat(3, axis=2)
+    flat = crop_square_and_resize(board, 30, "antialiased")  # 64 -> 30: not a factor that averages by luck
+    assert flat.shape == (30, 30, 3) and flat.std() < 1 and abs(flat.mean() - 127.5) < 1
+    assert crop_square_and_resize(board, 30, "bicubic").std() > 50  # aliased stripes
+    small = board[:16, :16]
+    np.testing.assert_array_equal(crop_square_and_resize(small, 40, "antialiased"),
+                                  cv2.resize(small, (40, 40), interpolation=cv2.INTER_CUBIC))

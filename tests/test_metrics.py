@@ -50,6 +50,9 @@ def test_one_channel_off_and_half_the_pixels_off():
     pred = target.clone()
     pred[:, 1] += 10  # green off by 10 everywhere: RMSE over RGB is sqrt(100 / 3); every pixel fails
     assert M.rmse(pred, target).item() == pytest.approx(math.sqrt(100 / 3), rel=1e-6)
+    # The literature's maps RMSE sums the channels' squared errors: sqrt(10^2 / 1 pixel).
+    assert M.rmse_gcgan(pred, target).item() == pytest.approx(10.0, rel=1e-6)
+    assert M.paired_metrics(pred, target)["rmse_gcgan"].item() == pytest.approx(10.0, rel=1e-6)
     assert M.pixel_accuracy(pred, target).item() == 0.0
     pred = target.clone()
     pred[..., :16, :] -= 8  # top half off by 8 in every channel
@@ -105,7 +108,7 @@ def test_paired_metrics_batches_agree_with_single_calls():
     batched = M.paired_metrics(pred, target, batch_size=2)
     torch.testing.assert_close(batched["rmse"], M.rmse(pred, target))
     torch.testing.assert_close(batched["ssim"], M.ssim(pred, target))
-    assert set(batched) == {"rmse", "pixel_acc", "psnr", "ssim", "edge_f1"}
+    assert set(batched) == {"rmse", "rmse_gcgan", "pixel_acc", "psnr", "ssim", "edge_f1"}
 
 
 # --------------------------------------------------------------------------- KID / FID
