@@ -78,7 +78,7 @@ def train(model: str, args: argparse.Namespace, out: Path) -> tuple[Path, float,
     """Fit one model (for ``args.iterations`` iterations, or ``args.minutes`` of wall time); returns
     ``OUT/<model>.ckpt``, the seconds it took and the iterations it reached."""
     start = time.perf_counter()
-    argv = fit_arguments(model, args, out, iterations=args.iterations)
+    argv = fit_arguments(model, args, out, iterations=args.iterations_each.get(model, args.iterations))
     if args.minutes:  # equal time: stop by the clock, not by the iteration count
         total = int(args.minutes * 60)
         argv += ["--trainer.max_steps", "-1",
@@ -95,7 +95,7 @@ def train(model: str, args: argparse.Namespace, out: Path) -> tuple[Path, float,
 
 def fit_arguments(model: str, args: argparse.Namespace, out: Path, *, iterations: int) -> list[str]:
     """The ``cyclegan fit`` command line: identical for both models but for the model config."""
-    epochs = args.iterations / EPOCH
+    epochs = iterations / EPOCH
     n_epochs = max(1, math.ceil(epochs / 2))  # constant LR for the first half, then the published linear decay
     n_decay = max(0, math.ceil(epochs) - n_epochs)
     argv = [
@@ -112,7 +112,7 @@ def fit_arguments(model: str, args: argparse.Namespace, out: Path, *, iterations
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
         "--trainer.log_every_n_steps", "50", "--trainer.default_root_dir", str(out / "train"),
         "--trainer.logger.init_args.group", "bench-maps",
-        "--samples.every_n_steps", str(max(50, args.iterations // 8)),
+        "--samples.every_n_steps", str(max(50, iterations // 8)),
         "--last_checkpoint.dirpath", str(out / model), "--last_checkpoint.every_n_train_steps", "1000",
         "--seed_everything", str(args.seed), "--trainer.precision", args.precision,
     ]
@@ -171,6 +171,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.sized = args.iterations is None and args.minutes is None and not args.quick
     args.iterations = args.iterations or (100 if args.quick else MAX_ITERATIONS)
     args.limit = args.limit or (32 if args.quick else None)
+    args.iterations_each = {}
     return args
 
 
@@ -186,20 +187,23 @@ def feature_extractor(args: argparse.Namespace) -> tuple[M.FeatureExtractor, flo
 
 
 def size_iterations(args: argparse.Namespace, out: Path, *, started: float, eval_estimate: float) -> None:
-    """Set ``args.iterations``: equal iterations that fit the budget, or (with --minutes) the
-    iterations the slower model is expected to reach, which only sizes the LR schedule."""
+    """Set ``args.iterations``: equal iterations that fit the budget; or, with --minutes, in
+    ``args.iterations_each`` the iterations each model is expected to reach in that time, which
+    size each one's LR schedule (constant, then decay to 0 as the clock runs out), so that the
+    faster model spends its extra iterations learning rather than at a finished schedule."""
     if not (args.sized or args.minutes):
         return
     per_iteration = {m: seconds_per_iteration(m, args, out) for m in ("method1", "cyclegan")}
     if args.minutes:
-        args.iterations = max(1, int(args.minutes * 60 / max(per_iteration.values())))
+        args.iterations_each = {m: max(1, int(args.minutes * 60 / t)) for m, t in per_iteration.items()}
+        args.iterations = min(args.iterations_each.values())
     else:
         left = args.budget_minutes * 60 - (time.perf_counter() - started) - eval_estimate - 2 * 30  # start-up each
         fits = int(left / sum(per_iteration.values()) / 1.1)  # 10% margin
         args.iterations = max(MIN_ITERATIONS, min(MAX_ITERATIONS, fits))
     print(f"[bench] measured s/iteration: method1 {per_iteration['method1']:.3f}, cyclegan "
           f"{per_iteration['cyclegan']:.3f}; evaluation estimated at {eval_estimate / 60:.1f} min; "
-          f"schedule sized for {args.iterations} iterations", flush=True)
+          f"schedule sized for {args.iterations_each or args.iterations} iterations", flush=True)
 
 
 def evaluate(args: argparse.Namespace, ckpts: dict[str, Path], extractor, iterations: dict[str, int]):

@@ -20,6 +20,7 @@ import argparse
 import copy
 import json
 import multiprocessing as mp
+import queue as queue_module
 import os
 import resource
 import statistics
@@ -293,7 +294,13 @@ def _in_subprocess(target, *args):
     queue = ctx.Queue()
     p = ctx.Process(target=target, args=(*args, queue))
     p.start()
-    result = queue.get()
+    while True:  # a child that dies (e.g. training stopped on NaN losses) must not hang the bench
+        try:
+            result = queue.get(timeout=5)
+            break
+        except queue_module.Empty:
+            if not p.is_alive():
+                return {"failed": f"exit code {p.exitcode}, traceback above"}
     p.join()
     return result
 
@@ -330,19 +337,28 @@ def main() -> None:
             variants = [*args.precision, *([f"{p}+compile" for p in args.precision] if args.compile else [])]
             times = {"reference": [], **{p: [] for p in variants}}
             warmups = {p: [] for p in variants}
+            failed: dict[str, str] = {}
             peaks = {k: 0.0 for k in times}
             for _ in range(args.rounds):
                 for key in times:
                     r = (_in_subprocess(time_reference, kind, size, args) if key == "reference"
                          else _in_subprocess(time_ours, kind, size, key, args))
+                    if "failed" in r:
+                        failed[key] = r["failed"]
+                        continue
                     times[key] += r["ms"]
                     peaks[key] = max(peaks[key], r["peak_mb"])
                     if key != "reference":
                         warmups[key].append(r["warmup_s"])
+            if "reference" in failed:
+                raise SystemExit(f"the reference step failed: {failed['reference']}")
             ref = {"ms": statistics.median(times["reference"]), "peak_mb": peaks["reference"]}
             row = {"model": kind, "size": size, "gflop": flops / 1e9, "reference_ms": ref["ms"],
                    "reference_peak_mb": ref["peak_mb"], **same}
             for precision in variants:
+                if precision in failed:
+                    row[f"ours_{precision}_failed"] = failed[precision]
+                    continue
                 ms = statistics.median(times[precision])
                 row[f"ours_{precision}_ms"] = ms
                 row[f"ours_{precision}_peak_mb"] = peaks[precision]
@@ -352,6 +368,9 @@ def main() -> None:
             line = (f"{kind:8s} {size:4d}px  {flops / 1e9:8.1f} GFLOP  ref {ref['ms']:8.1f} ms "
                     f"({flops / ref['ms'] / 1e6:6.0f} GFLOP/s, {ref['peak_mb']:.0f} MB)")
             for precision in variants:
+                if precision in failed:
+                    line += f" | {precision} FAILED ({failed[precision]})"
+                    continue
                 line += (f" | {precision} {row[f'ours_{precision}_ms']:8.1f} ms x{row[f'speedup_{precision}']:.2f}"
                          f" ({row[f'ours_{precision}_peak_mb']:.0f} MB)")
             line += f" | same math: loss {same['loss_rel_diff']:.1e}, grad {same['grad_rel_diff']:.1e}"

@@ -181,3 +181,16 @@ def test_help_and_tools_do_not_import_lightning():
             "print('HEAVY', heavy)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
     assert "HEAVY []" in result.stdout, result.stdout[-500:] + result.stderr[-500:]
+
+
+def test_fast_recipe_overlay_sets_the_measured_settings(tmp_path):
+    # configs/fast.yaml is the demo's recipe, chosen at equal time (README "Start here"): batch 4
+    # at twice the published LR, 10 + 10 epochs, small ResNet with resize-conv, whole 64 px images.
+    demo = REPO / "datasets" / "emoji2openmoji"
+    built = cli.build_cli(["--config", str(CONFIGS / "cyclegan.yaml"), "--config", str(CONFIGS / "fast.yaml"),
+                           "--data.root", str(demo), "--trainer.default_root_dir", str(tmp_path),
+                           "--trainer.logger", "false"], run=False)
+    hp, dm = built.model.hparams, built.datamodule
+    assert (hp.lr, hp.n_epochs, hp.n_epochs_decay, built.trainer.max_epochs) == (4e-4, 10, 10, 20)
+    assert (hp.generator["ngf"], hp.generator["n_blocks"], hp.generator["upsample"]) == (16, 4, "resize_conv")
+    assert (dm.hparams.batch_size, dm.hparams.load_size, dm.hparams.crop_size) == (4, 64, 64)
