@@ -69,7 +69,7 @@ class _UpscaleSmall(A.ImageOnlyTransform):
 
 # Shrinking averages the pixels each output pixel covers (cv2 INTER_AREA); enlarging is bicubic.
 # cv2's plain INTER_CUBIC does not widen its kernel when shrinking, so detail aliases: 8-9 grey
-# levels from an exact area average at 600 -> 64 px, where INTER_AREA is 0.25 (bench/resize.py).
+# levels from an exact area average at 256 -> 64 px on maps tiles, INTER_AREA 0.25 (bench/resize.py).
 _RESIZE = {"interpolation": cv2.INTER_CUBIC, "area_for_downscale": "image"}
 
 

@@ -168,14 +168,15 @@ def edge_f1(
 def paired_metrics(pred: torch.Tensor, target: torch.Tensor, *, batch_size: int = 64) -> dict[str, torch.Tensor]:
     """Every paired metric per image: {"rmse", "rmse_gcgan", "pixel_acc", "psnr", "ssim", "edge_f1"} -> (N,)."""
     _check_pair(pred, target)
-    fns = {"rmse": rmse, "rmse_gcgan": rmse_gcgan, "pixel_acc": pixel_accuracy, "psnr": psnr, "ssim": ssim,
-           "edge_f1": edge_f1}
+    fns = {"rmse": rmse, "pixel_acc": pixel_accuracy, "psnr": psnr, "ssim": ssim, "edge_f1": edge_f1}
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in fns}
     for i in range(0, pred.shape[0], batch_size):
         p, t = pred[i:i + batch_size], target[i:i + batch_size]
         for name, fn in fns.items():
             parts[name].append(fn(p, t))
-    return {k: torch.cat(v) for k, v in parts.items()}
+    out = {k: torch.cat(v) for k, v in parts.items()}
+    out["rmse_gcgan"] = out["rmse"] * math.sqrt(pred.shape[1])  # rmse_gcgan(), without a second pass
+    return out
 
 
 # --------------------------------------------------------------------------- content preservation

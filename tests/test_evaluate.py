@@ -5,6 +5,7 @@ import json
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -12,7 +13,7 @@ from PIL import Image
 
 from conftest import write_images
 from cyclegan import cli, commands
-from cyclegan.evaluate import REF_FLAT, match_targets, run_translator
+from cyclegan.evaluate import REF_FLAT, crop_square_and_resize, match_targets, run_translator
 from cyclegan.translate import load_translator
 from wandb_records import history, records, run_file, run_info
 
@@ -263,9 +264,6 @@ def test_offline_without_any_inception_falls_back_with_one_warning(setup, tmp_pa
 
 
 def test_antialiased_filter_averages_when_shrinking_and_is_bicubic_when_enlarging():
-    from cyclegan.evaluate import crop_square_and_resize
-    import cv2
-
     board = (np.indices((64, 64)).sum(0) % 2 * 255).astype(np.uint8)[..., None].repeat(3, axis=2)
     flat = crop_square_and_resize(board, 30, "antialiased")  # 64 -> 30: not a factor that averages by luck
     assert flat.shape == (30, 30, 3) and flat.std() < 1 and abs(flat.mean() - 127.5) < 1
