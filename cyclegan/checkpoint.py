@@ -112,7 +112,11 @@ def generator_from_checkpoint(checkpoint: dict[str, Any], direction: Direction =
     in_nc, out_nc = meta["input_nc"], meta["output_nc"]
     if direction == "b2a":
         in_nc, out_nc = out_nc, in_nc
-    net = build_generator(GeneratorConfig(**meta["generator"]), input_nc=in_nc, output_nc=out_nc)
+    try:
+        config = GeneratorConfig(**meta["generator"])
+    except (TypeError, ValueError) as e:  # written by another version of cyclegan, or edited
+        raise CheckpointError(f"{path}: generator settings this version cannot build ({e})") from None
+    net = build_generator(config, input_nc=in_nc, output_nc=out_nc)
     prefix = meta["directions"][direction] + "."
     net.load_state_dict({k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)})
     return net.eval()

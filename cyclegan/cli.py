@@ -11,6 +11,7 @@ without it.
 from __future__ import annotations
 
 import difflib
+import os
 import sys
 from typing import Any
 
@@ -91,17 +92,25 @@ def run(argv: list[str], *, debug: bool = False, verbose: bool = False) -> int |
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``cyclegan`` console script."""
-    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        code = _main(sys.argv[1:] if argv is None else list(argv))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `cyclegan ... | head`: the reader left; no traceback (Python's documented recipe)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None
+    if code is not None:
+        raise SystemExit(code)
+
+
+def _main(argv: list[str]) -> int | None:
     debug = "--debug" in argv  # tracebacks instead of one-line errors, for every command
     argv = [a for a in argv if a != "--debug"]
     verbose = bool(argv) and argv[0] in TRAINING and "--verbose" in argv
     argv = [a for a in argv if not (verbose and a == "--verbose")]
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
-        raise SystemExit(0 if argv else 2)
-    code = run(argv, debug=debug, verbose=verbose)
-    if code is not None:
-        raise SystemExit(code)
+        return 0 if argv else 2
+    return run(argv, debug=debug, verbose=verbose)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from typing import Any, NoReturn, Optional
 import pytorch_lightning as pl
 import yaml
 from jsonargparse import lazy_instance
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint, Timer
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.utilities import rank_zero_only
@@ -139,8 +139,10 @@ class _RunSummary(pl.Callback):
             seconds = (time.perf_counter() - self._start[1]) / (step - self._start[0])
             self._start = (-1, 0.0)  # said once
             left = max(0, int(trainer.estimated_stepping_batches) - step)
+            timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
             if left:
-                _say(_speed_line(seconds, left, trainer.strategy.root_device.type))
+                _say(_speed_line(seconds, left, trainer.strategy.root_device.type,
+                                 time_left=timer.time_remaining("train") if timer else None))
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
@@ -162,10 +164,15 @@ def _wandb_line(logger: WandbLogger) -> str:
     return f"W&B: {run.url}"
 
 
-def _speed_line(seconds: float, left: int, device: str) -> str:
+def _speed_line(seconds: float, left: int, device: str, *, time_left: float | None = None) -> str:
+    """The one speed line; with ``time_left`` (--trainer.max_time) it says where the clock stops the run."""
     total = seconds * left
-    hours, rest = divmod(int(total), 3600)
-    line = f"speed: {seconds:.2f} s/iteration on {device}; {left} iterations left, about {hours}h{rest // 60:02d}m"
+    hm = lambda t: f"{int(t) // 3600}h{int(t) % 3600 // 60:02d}m"  # noqa: E731
+    line = f"speed: {seconds:.2f} s/iteration on {device}; {left} iterations left, about {hm(total)}"
+    if time_left is not None and time_left < total:
+        line = (f"speed: {seconds:.2f} s/iteration on {device}; max_time stops training in about {hm(time_left)}, "
+                f"after about {int(time_left / seconds)} of the {left} iterations left")
+        total = time_left
     if device == "cpu" and total > 3600:
         line += " (a smoke run: --config configs/tiny.yaml; real training wants a GPU)"
     return line

@@ -123,3 +123,14 @@ def test_validation_kid_and_paired_metrics_select_the_best_checkpoint(tiny_root,
     best = cli.trainer.checkpoint_callback
     assert best.best_model_path and Path(best.best_model_path).is_file()
     assert best.best_model_score == min(best.best_k_models.values())
+
+
+def test_output_piped_to_a_reader_that_leaves_is_no_traceback():
+    # `cyclegan --help | head -1`: head exits after one line; a write to the closed pipe must end quietly.
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-c", "from cyclegan.cli import main; main()", "--help"], cwd=repo,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the interpreter has started: its first write meets a closed pipe
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr

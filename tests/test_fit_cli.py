@@ -194,3 +194,15 @@ def test_fast_recipe_overlay_sets_the_measured_settings(tmp_path):
     assert (hp.lr, hp.n_epochs, hp.n_epochs_decay, built.trainer.max_epochs) == (4e-4, 10, 10, 20)
     assert (hp.generator["ngf"], hp.generator["n_blocks"], hp.generator["upsample"]) == (16, 4, "resize_conv")
     assert (dm.hparams.batch_size, dm.hparams.load_size, dm.hparams.crop_size) == (4, 64, 64)
+
+
+def test_speed_line_says_where_max_time_stops_the_run():
+    from cyclegan.fit import _speed_line
+
+    # 0.05 s/iteration: 1000 iterations are 50 s, inside a 10-minute max_time: the schedule ends first.
+    assert _speed_line(0.05, 1000, "cpu", time_left=600) == "speed: 0.05 s/iteration on cpu; 1000 iterations left, about 0h00m"
+    # An open-ended schedule (max_epochs 100000) under max_time 55 min: the clock decides, not 380 hours.
+    line = _speed_line(0.05, 27_400_000, "cpu", time_left=3300)
+    assert line == ("speed: 0.05 s/iteration on cpu; max_time stops training in about 0h55m, "
+                    "after about 66000 of the 27400000 iterations left")
+    assert "smoke run" in _speed_line(2.0, 100_000, "cpu") and "smoke run" in _speed_line(2.0, 100_000, "cpu", time_left=7200)

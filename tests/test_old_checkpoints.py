@@ -43,3 +43,13 @@ def test_training_resumes_from_an_old_checkpoint(kind, tiny_root, tmp_path):
     new = Path(cli.trainer.checkpoint_callback.dirpath) / "last.ckpt"
     assert torch.load(new, weights_only=True)["global_step"] == old["global_step"] + 2
     assert cyclegan.load_generator(new, "a2b") is not None
+
+
+def test_a_checkpoint_from_another_version_is_one_error_naming_the_file(tmp_path):
+    checkpoint = torch.load(FIXTURES / "v0_cyclegan.ckpt", weights_only=True)
+    checkpoint["translator"]["generator"]["attention"] = True  # a setting this version does not know
+    path = tmp_path / "newer.ckpt"
+    torch.save(checkpoint, path)
+    with pytest.raises(cyclegan.CheckpointError, match=r"newer\.ckpt: generator settings this version cannot build "
+                                                        r"\(.*'attention'\)"):
+        cyclegan.load_generator(path)
