@@ -185,6 +185,14 @@ def check_network_settings(path: str | os.PathLike, settings: dict[str, dict[str
                                       "of the run it comes from)")
 
 
+def settings_kept_on_resume(path: str | os.PathLike, settings: dict[str, Any]) -> list[str]:
+    """The scalar model settings where ``settings`` (the config about to resume) differs from the
+    checkpoint's, as ``"lr 0.0002 (the config says 0.0004)"``: resuming keeps the checkpoint's."""
+    saved = _peek(Path(path)).get("hyper_parameters", {})
+    return [f"{key} {saved[key]!r} (the config says {value!r})" for key, value in settings.items()
+            if key in saved and not isinstance(value, dict) and saved[key] != value]
+
+
 def check_fits(path: str | os.PathLike, kind: str, state_dict: dict[str, torch.Tensor]) -> None:
     """Refuse, in one line, a checkpoint that the model about to be trained cannot load: another
     kind, or other tensor names or shapes (another --config than the run it comes from)."""

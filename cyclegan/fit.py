@@ -32,7 +32,8 @@ from .callbacks import (
     AtomicCheckpointIO, GracefulStop, LastCheckpoint, SampleGrid, TrainingHealth, ValidationMetrics, run_dir,
 )
 from .checkpoint import (
-    WANDB_RUN_ID, check_fits, check_kind, check_network_settings, checkpoint_kind, find_last_checkpoint, wandb_run_id,
+    WANDB_RUN_ID, check_fits, check_kind, check_network_settings, checkpoint_kind, find_last_checkpoint,
+    settings_kept_on_resume, wandb_run_id,
 )
 from .data import UnpairedImageDataModule
 from .devices import training_precision
@@ -283,6 +284,9 @@ class CycleGANCLI(LightningCLI):
             check_kind(path, kind)
             init_args = config.model.get("init_args") or {}
             check_network_settings(path, {net: _plain(init_args.get(net)) for net in ("generator", "discriminator")})
+            kept = settings_kept_on_resume(path, {k: _plain(v) for k, v in init_args.items()})
+            if kept:  # Lightning takes the checkpoint's hyperparameters: say so rather than ignore the config
+                _say(f"note: resuming keeps the checkpoint's model settings: {', '.join(kept)}")
             config.ckpt_path = str(path)
         super()._parse_ckpt_path()
 

@@ -81,6 +81,14 @@ def test_ckpt_path_last_resumes_the_same_kind_and_refuses_one_that_does_not_fit(
     assert Path(resumed.trainer.checkpoint_callback.dirpath) == m1_ckpt.parent
     said = capsys.readouterr().err
     assert f"resuming the method1 run in {m1_ckpt.parent.parent} from last.ckpt" in said
+    assert "note: resuming keeps" not in said  # the same settings: nothing to say
+
+    # A changed LR is not applied on resume (Lightning restores the checkpoint's): the user is told.
+    again = cli.build_cli(_args("method1", tiny_root, runs, "--trainer.max_steps", "4", "--ckpt_path", "last",
+                                "--model.init_args.lr", "0.001"))
+    assert again.model.hparams.lr == m1.model.hparams.lr != 0.001
+    assert f"note: resuming keeps the checkpoint's model settings: lr {m1.model.hparams.lr!r} (the config says 0.001)" \
+        in capsys.readouterr().err
 
     n_runs = len(_wandb_runs(runs))
     bad = [("--ckpt_path", str(cyc_ckpt)),  # another kind
