@@ -9,7 +9,6 @@ that parse arguments or print to the terminal.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 import warnings
@@ -20,7 +19,7 @@ import torch
 
 from .checkpoint import sha256_file
 from .convert import OUTPUT_FORMATS, ConvertSettings, convert_folder
-from .devices import default_batch_size
+from .devices import default_batch_size, usable_cpus
 from .errors import DataError, EvaluationError
 from .evaluate import FILTERS, Evaluation, evaluate_translators
 from .export import FORMATS, export_checkpoint
@@ -99,7 +98,7 @@ def _translate_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", metavar="N", type=_positive, default=None,
                    help="same-size images per forward pass (default: the device's fastest, measured: 1 on a CPU, "
                    "up to 8 and about 1 megapixel on a GPU)")
-    p.add_argument("--workers", metavar="N", type=int, default=min(4, os.cpu_count() or 1),
+    p.add_argument("--workers", metavar="N", type=int, default=min(4, usable_cpus()),
                    help="decoding processes and encoding threads (default min(4, CPUs); 0 decodes in this process)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     _precision_argument(p)

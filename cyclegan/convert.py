@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .devices import MAX_BATCH, default_batch_size
+from .devices import MAX_BATCH, default_batch_size, usable_cpus
 from .errors import DataError, TranslateError
 from .checkpoint import sha256_state_dict
 from .images import (
@@ -65,7 +65,7 @@ class ConvertSettings:
 
     @property
     def n_workers(self) -> int:
-        return min(4, os.cpu_count() or 1) if self.workers is None else self.workers
+        return min(4, usable_cpus()) if self.workers is None else self.workers
 
 
 @dataclass

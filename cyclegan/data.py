@@ -26,6 +26,7 @@ import torch
 from pytorch_lightning.trainer.states import TrainerFn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
 
+from .devices import usable_cpus
 from .errors import DataError
 from .training import warn
 from .images import (  # noqa: F401 - the image helpers' old home; they live in images.py
@@ -304,7 +305,7 @@ class UnpairedImageDataModule(pl.LightningDataModule):
         )
 
     def _loader(self, dataset: Dataset, *, sampler: EpochSampler | None, batch_size: int) -> DataLoader:
-        workers = min(self.num_workers, os.cpu_count() or 1)
+        workers = min(self.num_workers, usable_cpus())
         return (ResumableDataLoader if sampler is not None else DataLoader)(
             dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
             persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(), drop_last=sampler is not None,

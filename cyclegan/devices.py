@@ -15,6 +15,7 @@ Measured on a 2-core Xeon with AVX-512 BF16 and AMX (the numbers are in the READ
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +25,14 @@ Precision = Literal["auto", "32", "bf16"]
 MAX_BATCH = 8  # the most images in one forward pass on any device
 GPU_BATCH_PIXELS = 1024 * 1024  # beyond about a megapixel per batch a GPU is already busy
 CPU_BATCH_PIXELS = 8 * 64 * 64  # beyond this a CPU is faster one image at a time
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity (taskset, a container's cpuset), not the machine's count,
+    so that loaders do not start more workers than there are cores for them (torch warns, and they thrash)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 def _device(device: torch.device | str | None) -> torch.device:

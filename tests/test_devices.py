@@ -76,3 +76,17 @@ def test_bf16_inference_is_within_one_grey_level_of_float32_on_the_emoji_test_im
         assert a.std() > 10  # a real picture, not a constant
         differences.append(np.abs(a - b).mean())
     assert 0 < max(differences) < 1.0, differences  # bf16 ran (not identical), and stayed close
+
+
+def test_worker_defaults_count_the_cpus_this_process_may_use(monkeypatch):
+    # Under `taskset -c 0` or a one-CPU container the machine may have 16 CPUs and the process 1:
+    # more decoding workers than that only thrash (torch warns "DataLoader running slow or even freeze").
+    import os
+
+    from cyclegan.convert import ConvertSettings
+    from cyclegan.devices import usable_cpus
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert usable_cpus() == 1
+    assert ConvertSettings().n_workers == 1 and ConvertSettings(workers=3).n_workers == 3
