@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 
 class ImagePool:
@@ -42,6 +43,11 @@ class ImagePool:
             return images
         if self.images and self.images[0].device != images.device:  # e.g. restored on the CPU: move once
             self.images = [im.to(images.device) for im in self.images]
+        if self.images and self.images[0].shape[-2:] != images.shape[-2:]:
+            # A run resumed at another image size (progressive resizing, a changed crop_size): the
+            # history keeps its images, resampled once to the new size, rather than failing to stack.
+            self.images = [F.interpolate(im[None], size=images.shape[-2:], mode="bilinear", antialias=True)[0]
+                           for im in self.images]
         out = []
         for image in images.detach():
             if len(self.images) < self.size:

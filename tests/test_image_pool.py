@@ -46,3 +46,15 @@ def test_size_zero_passes_through_and_state_round_trips():
     b.load_state_dict(a.state_dict())
     for k in range(20, 40):  # same images and same random stream: same answers
         assert _ids(a.query(_images(k, 1))) == _ids(b.query(_images(k, 1)))
+
+
+def test_history_from_a_smaller_size_is_resampled_to_the_new_one():
+    # A run resumed at 4x4 after training at 2x2 (progressive resizing): stored fakes keep their
+    # content (flat images stay flat at their value) at the new size, and the pool keeps working.
+    pool = ImagePool(3, seed=0)
+    pool.query(_images(0, 3))  # full, at 2x2
+    out = pool.query(_images(10, 8).repeat_interleave(2, 2).repeat_interleave(2, 3))  # 4x4
+    assert out.shape == (8, 3, 4, 4) and all(im.shape == (3, 4, 4) for im in pool.images)
+    for image in out:
+        assert torch.all(image == image[0, 0, 0]) and int(image[0, 0, 0]) in {0, 1, 2, *range(10, 18)}
+    assert any(int(image[0, 0, 0]) < 3 for image in out)  # some came from the resampled history
