@@ -46,8 +46,9 @@ class ImagePool:
         if self.images and self.images[0].shape[-2:] != images.shape[-2:]:
             # A run resumed at another image size (progressive resizing, a changed crop_size): the
             # history keeps its images, resampled once to the new size, rather than failing to stack.
-            self.images = [F.interpolate(im[None], size=images.shape[-2:], mode="bilinear", antialias=True)[0]
-                           for im in self.images]
+            # (float32: antialiased resampling has no bf16 kernel on the CPU)
+            self.images = [F.interpolate(im[None].float(), size=images.shape[-2:], mode="bilinear",
+                                         antialias=True)[0].to(im.dtype) for im in self.images]
         out = []
         for image in images.detach():
             if len(self.images) < self.size:

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from cyclegan.image_pool import ImagePool
@@ -48,13 +49,15 @@ def test_size_zero_passes_through_and_state_round_trips():
         assert _ids(a.query(_images(k, 1))) == _ids(b.query(_images(k, 1)))
 
 
-def test_history_from_a_smaller_size_is_resampled_to_the_new_one():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])  # bf16: fakes under bf16-mixed
+def test_history_from_a_smaller_size_is_resampled_to_the_new_one(dtype):
     # A run resumed at 4x4 after training at 2x2 (progressive resizing): stored fakes keep their
     # content (flat images stay flat at their value) at the new size, and the pool keeps working.
     pool = ImagePool(3, seed=0)
-    pool.query(_images(0, 3))  # full, at 2x2
-    out = pool.query(_images(10, 8).repeat_interleave(2, 2).repeat_interleave(2, 3))  # 4x4
-    assert out.shape == (8, 3, 4, 4) and all(im.shape == (3, 4, 4) for im in pool.images)
+    pool.query(_images(0, 3).to(dtype))  # full, at 2x2
+    out = pool.query(_images(10, 8).repeat_interleave(2, 2).repeat_interleave(2, 3).to(dtype))  # 4x4
+    assert out.shape == (8, 3, 4, 4) and out.dtype == dtype
+    assert all(im.shape == (3, 4, 4) and im.dtype == dtype for im in pool.images)
     for image in out:
         assert torch.all(image == image[0, 0, 0]) and int(image[0, 0, 0]) in {0, 1, 2, *range(10, 18)}
     assert any(int(image[0, 0, 0]) < 3 for image in out)  # some came from the resampled history
