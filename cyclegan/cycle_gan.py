@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from .augment import DiffAugment, DiffAugmentOp
 from .image_pool import Pools
 from .losses import GanMode, discriminator_loss, gan_loss
 from .networks import (
@@ -62,6 +63,9 @@ class CycleGAN(pl.LightningModule):
         max_nonfinite: iterations in a row with a NaN/inf loss (each skipped) before training stops.
         start_epoch: the LR schedule's epoch at this run's first epoch: a run carried on from
             the authors' code after that many epochs (``cyclegan fit --init_from DIR --init_epoch N``).
+        diff_augment: random differentiable transformations of every discriminator input while
+            training (``color``, ``translation``, ``cutout``; see :mod:`cyclegan.augment`): for
+            datasets of a few hundred images. Off (``()``) by default, as published.
     """
 
     kind = "cyclegan"
@@ -88,6 +92,7 @@ class CycleGAN(pl.LightningModule):
         compile: bool = False,
         max_nonfinite: int = 5,
         start_epoch: int = 0,
+        diff_augment: tuple[DiffAugmentOp, ...] = (),
     ) -> None:
         super().__init__()
         generator, discriminator = network_configs(generator, discriminator)
@@ -100,6 +105,7 @@ class CycleGAN(pl.LightningModule):
         self.G_BA = init_weights(build_generator(generator, input_nc=output_nc, output_nc=input_nc), gain=init_gain)
         self.D_A = init_weights(build_discriminator(discriminator, input_nc=input_nc), gain=init_gain)
         self.D_B = init_weights(build_discriminator(discriminator, input_nc=output_nc), gain=init_gain)
+        self.augment = DiffAugment(diff_augment)  # what D_A and D_B see while training; off by default
         self.guard = NonFiniteGuard(patience=max_nonfinite)
         self._g_batchable = samples_independent(self.G_AB)
         self._d_batchable = samples_independent(self.D_A)
@@ -131,8 +137,8 @@ class CycleGAN(pl.LightningModule):
             rec_a, fake_a = call_batched(self.G_BA, fake_b, real_b, together=together)  # F(G(a)), F(b)
         rec_b = self.G_AB(fake_a)  # G(F(b))
         out = {
-            "loss_g_adv_ab": gan_loss(self.D_B(fake_b), True, mode=hp.gan_mode),
-            "loss_g_adv_ba": gan_loss(self.D_A(fake_a), True, mode=hp.gan_mode),
+            "loss_g_adv_ab": gan_loss(self.D_B(self.augment(fake_b)), True, mode=hp.gan_mode),
+            "loss_g_adv_ba": gan_loss(self.D_A(self.augment(fake_a)), True, mode=hp.gan_mode),
             "loss_cycle_a": F.l1_loss(rec_a, real_a) * hp.lambda_a,
             "loss_cycle_b": F.l1_loss(rec_b, real_b) * hp.lambda_b,
         }
@@ -159,9 +165,10 @@ class CycleGAN(pl.LightningModule):
 
         # 2. Discriminators, on real images and on fakes drawn from the history pools.
         with self.toggled_optimizer(opt_d):
-            d_a = discriminator_loss(self.D_A, real_a, self.pool_a.query(g.fake_a),
+            aug = self.augment
+            d_a = discriminator_loss(self.D_A, aug(real_a), aug(self.pool_a.query(g.fake_a)),
                                      mode=self.hparams.gan_mode, lambda_gp=self.hparams.lambda_gp, together=self._d_batchable)
-            d_b = discriminator_loss(self.D_B, real_b, self.pool_b.query(g.fake_b),
+            d_b = discriminator_loss(self.D_B, aug(real_b), aug(self.pool_b.query(g.fake_b)),
                                      mode=self.hparams.gan_mode, lambda_gp=self.hparams.lambda_gp, together=self._d_batchable)
             if self.guard.finite(self, {"loss_d_a": d_a.loss, "loss_d_b": d_b.loss}):
                 opt_d.zero_grad(set_to_none=True)

@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from .augment import DiffAugment, DiffAugmentOp
 from .image_pool import Pools
 from .losses import GanMode, discriminator_loss, gan_loss
 from .networks import (
@@ -31,7 +32,7 @@ class Method1(pl.LightningModule):
 
     Arguments mean what they mean for :class:`cyclegan.CycleGAN`. ``lambda_identity`` is 0 by
     default (the GAN loss alone, as published); set it to CycleGAN's value to separate what the
-    cycle loss adds from what the identity loss adds.
+    cycle loss adds from what the identity loss adds. ``diff_augment`` as for CycleGAN.
     """
 
     kind = "method1"
@@ -56,6 +57,7 @@ class Method1(pl.LightningModule):
         output_nc: int = 3,
         compile: bool = False,
         max_nonfinite: int = 5,
+        diff_augment: tuple[DiffAugmentOp, ...] = (),
     ) -> None:
         super().__init__()
         generator, discriminator = network_configs(generator, discriminator)
@@ -64,6 +66,7 @@ class Method1(pl.LightningModule):
 
         self.G_AB = init_weights(build_generator(generator, input_nc=input_nc, output_nc=output_nc), gain=init_gain)
         self.D_B = init_weights(build_discriminator(discriminator, input_nc=output_nc), gain=init_gain)
+        self.augment = DiffAugment(diff_augment)  # what D_B sees while training; off by default
         self.guard = NonFiniteGuard(patience=max_nonfinite)
         self._d_batchable = samples_independent(self.D_B)
         self.pools = Pools(pool_size, "b")
@@ -79,7 +82,7 @@ class Method1(pl.LightningModule):
     def generator_losses(self, real_a: torch.Tensor, real_b: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """The weighted terms of L_G, and the fake G(a) that D_B judges next."""
         fake_b = self.G_AB(real_a)  # G(a)
-        terms = {"loss_g_adv_ab": gan_loss(self.D_B(fake_b), True, mode=self.hparams.gan_mode)}
+        terms = {"loss_g_adv_ab": gan_loss(self.D_B(self.augment(fake_b)), True, mode=self.hparams.gan_mode)}
         if self.hparams.lambda_identity > 0:  # G fed a B image should leave it unchanged
             terms["loss_idt_b"] = F.l1_loss(self.G_AB(real_b), real_b) * self.hparams.lambda_b * self.hparams.lambda_identity
         return terms, fake_b
@@ -99,7 +102,7 @@ class Method1(pl.LightningModule):
             opt_g.step()
 
         with self.toggled_optimizer(opt_d):
-            d_b = discriminator_loss(self.D_B, real_b, self.pool_b.query(fake_b),
+            d_b = discriminator_loss(self.D_B, self.augment(real_b), self.augment(self.pool_b.query(fake_b)),
                                      mode=self.hparams.gan_mode, lambda_gp=self.hparams.lambda_gp,
                                      together=self._d_batchable)
             if self.guard.finite(self, {"loss_d_b": d_b.loss}):
