@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import importlib
+import inspect
 import logging
 import re
 import secrets
@@ -63,6 +64,20 @@ class _Parser(LightningArgumentParser):
         text = lines[0] if lines else "bad arguments"
         if len(lines) > 1 and text.endswith(":"):  # "does not validate against any of the types:" + reasons
             text = f"{text} {lines[-1]}"
+        # A bad value inside --model.init_args: name the option and what it expects, not jsonargparse's NestedArg.
+        keys = re.findall(r'Parser key "([^"]+)"', str(message))
+        expected = next((line.lstrip("- ") for line in lines if line.lstrip("- ").startswith("Expected")
+                         and "NoneType" not in line), None)
+        if len(keys) > 1 and expected:
+            text = f"--{'.'.join(keys[:1] + ['init_args'] * ('class_path' in str(message)) + keys[1:])}: {expected}"
+        refused = re.search(r"Option '([^']+)' is not accepted", str(message))
+        owner = re.search(r"given class_path '([^']+)'", str(message))
+        if keys and refused and owner:
+            module, _, name = owner.group(1).rpartition(".")
+            settings = inspect.signature(getattr(importlib.import_module(module), name)).parameters
+            close = difflib.get_close_matches(refused.group(1), list(settings), n=1, cutoff=0.6)
+            text = (f"--{keys[0]}.init_args.{refused.group(1)}: {name} has no such setting"
+                    + (f" (did you mean --{keys[0]}.init_args.{close[0]}?)" if close else ""))
         unknown = re.search(r"unrecognized arguments: (\S+)", text)
         if unknown:
             close = difflib.get_close_matches(unknown.group(1).split("=")[0], _option_strings(self), n=1, cutoff=0.75)

@@ -120,7 +120,12 @@ def test_wrong_kind_and_shape_messages(tiny_root, tmp_path, capsys):
     (["--trainer.max_stpes", "3"], "(did you mean --trainer.max_steps?)"),
     (["--config", "missing.yaml"], "missing.yaml"),
     (["--trainer.max_steps", "abc"], "error: "),
-    (["--model.init_args.gan_mode", "nope"], "error: "),
+    (["--model.init_args.gan_mode", "nope"],
+     "error: --model.init_args.gan_mode: Expected a typing.Literal['lsgan', 'vanilla', 'hinge', 'wgangp']. Got value: nope"),
+    (["--model.init_args.diff_augment", "[colour]"], "error: --model.init_args.diff_augment: Expected a typing.Literal["),
+    (["--model.init_args.generator.ngf", "x"], "error: --model.init_args.generator.ngf: Expected a <class 'int'>."),
+    (["--model.init_args.lambda_idt", "1"],
+     "error: --model.init_args.lambda_idt: CycleGAN has no such setting (did you mean --model.init_args.lambda_identity?)"),
     (["--data.crop_size", "-"], "error: "),
 ])
 def test_bad_fit_arguments_are_one_error_line(tiny_root, tmp_path, capsys, extra, message):
