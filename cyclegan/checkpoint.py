@@ -189,8 +189,9 @@ def settings_kept_on_resume(path: str | os.PathLike, settings: dict[str, Any]) -
     """The scalar model settings where ``settings`` (the config about to resume) differs from the
     checkpoint's, as ``"lr 0.0002 (the config says 0.0004)"``: resuming keeps the checkpoint's."""
     saved = _peek(Path(path)).get("hyper_parameters", {})
+    plain = lambda v: list(v) if isinstance(v, (tuple, list)) else v  # noqa: E731 - YAML gives lists, Python tuples
     return [f"{key} {saved[key]!r} (the config says {value!r})" for key, value in settings.items()
-            if key in saved and not isinstance(value, dict) and saved[key] != value]
+            if key in saved and not isinstance(value, dict) and plain(saved[key]) != plain(value)]
 
 
 def check_fits(path: str | os.PathLike, kind: str, state_dict: dict[str, torch.Tensor]) -> None:
