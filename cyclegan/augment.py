@@ -13,8 +13,9 @@ Operations (the paper's, on images in [-1, 1], drawn independently per image):
                  fills with 0; white adds no edge on white-background art)
     cutout       a square of half each side set to 0, at a random centre
 
-Measured on the demo pair (README "Start here"): all three cut KID from 0.062 to 0.055 at
-the same time per iteration; translation and cutout alone, to 0.060.
+Measured on the demo pair (README "Start here"), all three at the same time per iteration,
+seeds 0 and 1: KID 0.062/0.067 -> 0.060/0.064, layout_corr 0.83/0.82 -> 0.87/0.86, cycle RMSE
+30.4/30.0 -> 27.5/27.5.
 """
 
 from __future__ import annotations
