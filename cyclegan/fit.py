@@ -359,6 +359,10 @@ class CycleGANCLI(LightningCLI):
             self._init_from(config.init_from, config.init_epoch)
         # List the image folders now, so that a bad one fails before any W&B run is created.
         self.datamodule.setup("fit")
+        stride, dm = self.model.G_AB.stride, self.datamodule
+        if dm.preprocess != "none" and dm.crop_size % stride:  # else a shape error deep inside the first step
+            raise ArgumentError(f"--data.crop_size {dm.crop_size} is not a multiple of {stride}, which this generator "
+                                f"needs (it downsamples {stride}x): use {max(stride, dm.crop_size // stride * stride)}")
         self.trainer.callbacks += [_RunSummary(), GracefulStop()]
         if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             self.trainer.strategy.checkpoint_io = AtomicCheckpointIO()

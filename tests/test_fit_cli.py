@@ -127,6 +127,8 @@ def test_wrong_kind_and_shape_messages(tiny_root, tmp_path, capsys):
     (["--model.init_args.lambda_idt", "1"],
      "error: --model.init_args.lambda_idt: CycleGAN has no such setting (did you mean --model.init_args.lambda_identity?)"),
     (["--data.crop_size", "-"], "error: "),
+    (["--model.init_args.generator.arch", "unet", "--model.init_args.generator.n_downs", "6"],  # tiny: 32 px crops
+     "error: --data.crop_size 32 is not a multiple of 64, which this generator needs (it downsamples 64x): use 64"),
 ])
 def test_bad_fit_arguments_are_one_error_line(tiny_root, tmp_path, capsys, extra, message):
     with pytest.raises(SystemExit) as exit_:
@@ -198,7 +200,7 @@ def test_help_and_tools_do_not_import_lightning():
 
 def test_fast_recipe_overlay_sets_the_measured_settings(tmp_path):
     # configs/fast.yaml is the demo's recipe, chosen at equal time (README "Start here"): batch 4
-    # at twice the published LR, 10 + 10 epochs, small ResNet with resize-conv, whole 64 px images.
+    # at twice the published LR, 10 + 10 epochs, small U-Net with resize-conv, DiffAugment, whole 64 px images.
     demo = REPO / "datasets" / "emoji2openmoji"
     built = cli.build_cli(["--config", str(CONFIGS / "cyclegan.yaml"), "--config", str(CONFIGS / "fast.yaml"),
                            "--data.root", str(demo), "--trainer.default_root_dir", str(tmp_path),
@@ -206,7 +208,8 @@ def test_fast_recipe_overlay_sets_the_measured_settings(tmp_path):
     hp, dm = built.model.hparams, built.datamodule
     assert (hp.lr, hp.n_epochs, hp.n_epochs_decay, built.trainer.max_epochs) == (4e-4, 10, 10, 20)
     assert built.model.augment.ops == ("color", "translation", "cutout")
-    assert (hp.generator["ngf"], hp.generator["n_blocks"], hp.generator["upsample"]) == (16, 4, "resize_conv")
+    assert (hp.generator["arch"], hp.generator["ngf"], hp.generator["n_downs"], hp.generator["upsample"]) == \
+        ("unet", 16, 6, "resize_conv")
     assert (dm.hparams.batch_size, dm.hparams.load_size, dm.hparams.crop_size) == (4, 64, 64)
 
 
