@@ -46,6 +46,7 @@ class CycleGAN(pl.LightningModule):
             + lambda_a * ||F(G(a)) - a||_1 + lambda_b * ||G(F(b)) - b||_1
             + lambda_identity * (lambda_a * ||F(a) - a||_1 + lambda_b * ||G(b) - b||_1)
     Discriminators: L_D = 0.5 * (L(D(real), 1) + L(D(pool(fake)), 0)) each.
+    With ``diff_augment`` every D(x) in both objectives is D(T(x)), T a fresh random transformation.
 
     Args:
         generator, discriminator: architectures (shared by both directions).
