@@ -57,6 +57,8 @@ class CycleGAN(pl.LightningModule):
         lambda_gp: gradient-penalty weight (``wgangp`` only).
         pool_size: generated images kept for discriminator updates; 0 disables the pool.
         lr, beta1, beta2: Adam settings for all four networks.
+        lr_d: the discriminators' LR when it should differ from ``lr`` (two time-scale update
+            rule, Heusel et al. 2017); ``None``, the default, uses ``lr`` as published.
         n_epochs, n_epochs_decay: epochs at constant LR, then epochs of linear decay to 0.
         init_gain: standard deviation of the N(0, gain) weight initialisation.
         input_nc, output_nc: channels of domains A and B (linked to the data module by the CLI).
@@ -83,6 +85,7 @@ class CycleGAN(pl.LightningModule):
         lambda_gp: float = 10.0,
         pool_size: int = 50,
         lr: float = 2e-4,
+        lr_d: float | None = None,
         beta1: float = 0.5,
         beta2: float = 0.999,
         n_epochs: int = 100,

@@ -48,6 +48,7 @@ class Method1(pl.LightningModule):
         lambda_gp: float = 10.0,
         pool_size: int = 50,
         lr: float = 2e-4,
+        lr_d: float | None = None,
         beta1: float = 0.5,
         beta2: float = 0.999,
         n_epochs: int = 100,

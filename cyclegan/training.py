@@ -99,10 +99,12 @@ def adam_with_linear_decay(
     hparams: Mapping[str, Any],
 ) -> tuple[list[torch.optim.Optimizer], list[LambdaLR]]:
     """One Adam for all generators and one for all discriminators, each with the linear-decay
-    schedule; ``hparams`` gives lr, beta1, beta2, n_epochs and n_epochs_decay."""
+    schedule; ``hparams`` gives lr, beta1, beta2, n_epochs and n_epochs_decay, and may give lr_d."""
     betas = (hparams["beta1"], hparams["beta2"])
     opt_g = _adam(generator_params, lr=hparams["lr"], betas=betas)
-    opt_d = _adam(discriminator_params, lr=hparams["lr"], betas=betas)
+    # lr_d: the discriminators' own LR (two time-scale update rule, Heusel et al. 2017); None: lr.
+    lr_d = hparams.get("lr_d")
+    opt_d = _adam(discriminator_params, lr=hparams["lr"] if lr_d is None else lr_d, betas=betas)
     factor = linear_decay(n_epochs=hparams["n_epochs"], n_epochs_decay=hparams["n_epochs_decay"])
     return [opt_g, opt_d], [LambdaLR(opt_g, factor), LambdaLR(opt_d, factor)]
 

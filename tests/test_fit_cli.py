@@ -207,7 +207,7 @@ def test_fast_recipe_overlay_sets_the_measured_settings(tmp_path):
                            "--trainer.logger", "false"], run=False)
     hp, dm = built.model.hparams, built.datamodule
     assert (hp.lr, hp.n_epochs, hp.n_epochs_decay, built.trainer.max_epochs) == (4e-4, 10, 10, 20)
-    assert built.model.augment.ops == ("color", "translation", "cutout")
+    assert built.model.augment.ops == ("color", "translation", "cutout") and hp.lr_d == 8e-4
     assert (hp.generator["arch"], hp.generator["ngf"], hp.generator["n_downs"], hp.generator["upsample"]) == \
         ("unet", 16, 6, "resize_conv")
     assert (dm.hparams.batch_size, dm.hparams.load_size, dm.hparams.crop_size) == (4, 64, 64)

@@ -109,3 +109,13 @@ def test_method1_identity_term_is_off_by_default_and_weighted_l1_when_on():
     terms, fake_b = model.generator_losses(a, b)
     assert terms["loss_idt_b"].item() == pytest.approx(4.0 * 0.5 * 0.25)
     torch.testing.assert_close(fake_b, a + 0.25)
+
+
+@pytest.mark.parametrize("model_class", [CycleGAN, Method1])
+def test_discriminators_take_their_own_lr_when_given(model_class):
+    tiny = dict(generator=GeneratorConfig(ngf=4, n_blocks=1), discriminator=DiscriminatorConfig(ndf=4, n_layers=1))
+    (opt_g, opt_d), (sched_g, sched_d) = model_class(**tiny, lr=2e-4, lr_d=8e-4).configure_optimizers()
+    assert [g["lr"] for g in opt_g.param_groups] == [2e-4] and [g["lr"] for g in opt_d.param_groups] == [8e-4]
+    assert sched_g.base_lrs == [2e-4] and sched_d.base_lrs == [8e-4]  # both decay linearly from their own LR
+    (_, opt_d), _ = model_class(**tiny, lr=2e-4).configure_optimizers()
+    assert [g["lr"] for g in opt_d.param_groups] == [2e-4]  # as published: one LR
