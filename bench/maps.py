@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from cyclegan import metrics as M  # noqa: E402
 from cyclegan.cli import build_cli  # noqa: E402
+from cyclegan.devices import usable_cpus  # noqa: E402
 from cyclegan.evaluate import REF_FLAT, evaluate_translators  # noqa: E402
 from cyclegan.report import describe_run, log_compare_to_wandb, wandb_run, write_report  # noqa: E402
 from cyclegan.results import format_table, json_safe  # noqa: E402
@@ -313,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     size_iterations(args, out, started=started, eval_estimate=per_image * (n_dev + 4 * n_dev) * 1.3 + 60)
     print(f"[bench] maps at {args.crop_size} px, "
           f"{f'{args.minutes:g} min' if args.minutes else f'{args.iterations} iterations'} per model, torch threads "
-          f"{torch.get_num_threads()}; writing to {out}", flush=True)
+          f"{torch.get_num_threads()} on {usable_cpus()} usable CPUs; writing to {out}", flush=True)
 
     ckpts, seconds, iterations = {}, {}, {}
     for model in ("method1", "cyclegan"):
@@ -326,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         "translate_size": args.load_size, "eval_size": 256, "n_dev": ev.card.n_paired,
         "recipe": [str(p) for p in args.recipe], "method1_identity": args.method1_identity,
         "settings": {name: getattr(args, name) for name in BENCH_DEFAULTS},
+        "cpus": usable_cpus(), "torch_threads": torch.get_num_threads(),  # taskset / OMP_NUM_THREADS show here
         "features": ev.card.feature_extractor, "features_sha256": ev.card.feature_weights_sha256,
         "train_seconds": {k: round(v, 1) for k, v in seconds.items()}, "eval_seconds": round(eval_seconds, 1),
         "total_seconds": round(time.perf_counter() - started, 1),
