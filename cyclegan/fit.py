@@ -363,6 +363,9 @@ class CycleGANCLI(LightningCLI):
         if dm.preprocess != "none" and dm.crop_size % stride:  # else a shape error deep inside the first step
             raise ArgumentError(f"--data.crop_size {dm.crop_size} is not a multiple of {stride}, which this generator "
                                 f"needs (it downsamples {stride}x): use {max(stride, dm.crop_size // stride * stride)}")
+        if dm.preprocess == "none" and stride > 4:  # 'none' pads each image to a multiple of 4 only
+            raise ArgumentError(f"--data.preprocess none keeps each image's size (padded to a multiple of 4), but this "
+                                f"generator needs multiples of {stride}: use a ResNet generator or a crop preprocess")
         self.trainer.callbacks += [_RunSummary(), GracefulStop()]
         if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             self.trainer.strategy.checkpoint_io = AtomicCheckpointIO()

@@ -129,6 +129,9 @@ def test_wrong_kind_and_shape_messages(tiny_root, tmp_path, capsys):
     (["--data.crop_size", "-"], "error: "),
     (["--model.init_args.generator.arch", "unet", "--model.init_args.generator.n_downs", "6"],  # tiny: 32 px crops
      "error: --data.crop_size 32 is not a multiple of 64, which this generator needs (it downsamples 64x): use 64"),
+    (["--model.init_args.generator.arch", "unet", "--model.init_args.generator.n_downs", "5", "--data.preprocess", "none"],
+     "error: --data.preprocess none keeps each image's size (padded to a multiple of 4), but this generator needs "
+     "multiples of 32"),
 ])
 def test_bad_fit_arguments_are_one_error_line(tiny_root, tmp_path, capsys, extra, message):
     with pytest.raises(SystemExit) as exit_:
