@@ -73,10 +73,10 @@ class _Parser(LightningArgumentParser):
         refused = re.search(r"Option '([^']+)' is not accepted", str(message))
         owner = re.search(r"given class_path '([^']+)'", str(message))
         if keys and refused and owner:
-            module, _, name = owner.group(1).rpartition(".")
-            settings = inspect.signature(getattr(importlib.import_module(module), name)).parameters
+            model_class = _import_class(owner.group(1))
+            settings = inspect.signature(model_class).parameters
             close = difflib.get_close_matches(refused.group(1), list(settings), n=1, cutoff=0.6)
-            text = (f"--{keys[0]}.init_args.{refused.group(1)}: {name} has no such setting"
+            text = (f"--{keys[0]}.init_args.{refused.group(1)}: {model_class.__name__} has no such setting"
                     + (f" (did you mean --{keys[0]}.init_args.{close[0]}?)" if close else ""))
         unknown = re.search(r"unrecognized arguments: (\S+)", text)
         if unknown:
@@ -212,9 +212,13 @@ def _plain(value: Any) -> Any:
     return value.as_dict() if hasattr(value, "as_dict") else value
 
 
-def _model_kind(class_path: str) -> str:
+def _import_class(class_path: str) -> type:
     module, _, name = class_path.rpartition(".")
-    return getattr(importlib.import_module(module), name).kind
+    return getattr(importlib.import_module(module), name)
+
+
+def _model_kind(class_path: str) -> str:
+    return _import_class(class_path).kind
 
 
 class CycleGANCLI(LightningCLI):
