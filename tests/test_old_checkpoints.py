@@ -16,7 +16,9 @@ def test_old_checkpoint_generator_gives_recorded_output(kind, direction):
     g = cyclegan.load_generator(FIXTURES / f"v0_{kind}.ckpt", direction)
     with torch.no_grad():
         out = g(recorded["input"])
-    torch.testing.assert_close(out, recorded[f"{kind}_{direction}"], rtol=0, atol=0)
+    # Equal up to float32 rounding: CPUs with other SIMD kernels differ in the last bit (3e-8 seen on
+    # an AMD EPYC against outputs recorded elsewhere); a wrongly loaded layer is off by orders more.
+    torch.testing.assert_close(out, recorded[f"{kind}_{direction}"], rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", ["cyclegan", "method1"])
