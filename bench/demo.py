@@ -1,7 +1,7 @@
 """Last step of ``make demo``: a before/after strip and one JSON line of scores.
 
-    python bench/demo.py --input datasets/emoji2openmoji/testA --output runs/demo/translated \\
-        --reference datasets/emoji2openmoji/trainB --metrics runs/demo/evaluate/metrics.json \\
+    python bench/demo.py --input datasets/emoji2lineart/testA --output runs/demo/translated \\
+        --reference datasets/emoji2lineart/trainB --metrics runs/demo/evaluate/metrics.json \\
         --strip runs/demo/strip.png
 
 The strip is the first ``--count`` inputs (sorted by name) in the top row and their

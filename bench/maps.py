@@ -160,6 +160,8 @@ def fit_arguments(model: str, args: argparse.Namespace, out: Path, *, iterations
         argv[3:3] = ["--config", str(overlay)]  # after the model config, before the flags above
     if model == "method1" and args.method1_identity:
         argv += ["--model.init_args.lambda_identity", str(args.method1_identity)]
+    if model == "cyclegan" and args.lambda_a is not None:
+        argv += ["--model.init_args.lambda_a", str(args.lambda_a)]
     return argv
 
 
@@ -195,6 +197,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="extra config overlay for both models (e.g. configs/fast.yaml); repeatable")
     p.add_argument("--method1-identity", type=float, default=0.0,
                    help="method 1's identity weight (0 = the GAN loss alone, as published); CycleGAN keeps its config's")
+    p.add_argument("--lambda-a", type=float,
+                   help="CycleGAN's A->B->A cycle weight (default: the config's, 10 as published); lower lets the "
+                        "photo->map generator drop what a map cannot show instead of hiding it in the map")
     for name, default in BENCH_DEFAULTS.items():
         p.add_argument(f"--{name.replace('_', '-')}", type=int,
                        help=f"default: the --recipe's, else {default} (the published recipe at CPU scale)")
@@ -261,11 +266,14 @@ def evaluate(args: argparse.Namespace, ckpts: dict[str, Path], extractor, iterat
         log=lambda m: print(f"[bench] {m}", flush=True),
     )
     budget = f"{args.minutes:g} min each" if args.minutes else "the same number of iterations"
+    arch = recipe_value(args.recipe, ("model", "init_args", "generator", "arch"), "resnet")
+    generator = (f"U-Net ngf {args.ngf} x {recipe_value(args.recipe, ('model', 'init_args', 'generator', 'n_downs'), 8)} "
+                 "downsamplings" if arch == "unet" else f"ResNet ngf {args.ngf} x {args.n_blocks} blocks")
     ev.card.notes.append(
         f"training: {budget}: method1 {iterations['method1']}, cyclegan {iterations['cyclegan']} iterations (batch "
-        f"{args.batch_size}, {EPOCH} images per epoch), {args.load_size} px resize + {args.crop_size} px random crops + flips, ResNet ngf "
-        f"{args.ngf} x {args.n_blocks} blocks, PatchGAN ndf {args.ndf} x {args.n_layers} layers, seed {args.seed}, "
-        f"method 1 identity weight {args.method1_identity:g}, recipe overlays "
+        f"{args.batch_size}, {EPOCH} images per epoch), {args.load_size} px resize + {args.crop_size} px random crops + flips, {generator}, PatchGAN ndf {args.ndf} x {args.n_layers} layers, seed {args.seed}, "
+        f"method 1 identity weight {args.method1_identity:g}, CycleGAN lambda_a "
+        f"{'from the config' if args.lambda_a is None else f'{args.lambda_a:g}'}, recipe overlays "
         f"{[p.name for p in args.recipe] or 'none'}; devA/devB never seen in training")
     return ev, time.perf_counter() - start
 
@@ -326,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         "iterations": iterations, "iterations_sized_to_budget": args.sized, "crop_size": args.crop_size,
         "translate_size": args.load_size, "eval_size": 256, "n_dev": ev.card.n_paired,
         "recipe": [str(p) for p in args.recipe], "method1_identity": args.method1_identity,
-        "settings": {name: getattr(args, name) for name in BENCH_DEFAULTS},
+        "cyclegan_lambda_a": args.lambda_a, "settings": {name: getattr(args, name) for name in BENCH_DEFAULTS},
         "cpus": usable_cpus(), "torch_threads": torch.get_num_threads(),  # taskset / OMP_NUM_THREADS show here
         "features": ev.card.feature_extractor, "features_sha256": ev.card.feature_weights_sha256,
         "train_seconds": {k: round(v, 1) for k, v in seconds.items()}, "eval_seconds": round(eval_seconds, 1),
