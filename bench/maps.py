@@ -4,6 +4,7 @@
     python bench/maps.py --iterations 3000  # a fixed budget, for runs that must compare with each other
     python bench/maps.py --minutes 55       # equal wall-clock time for each model (the fair cost comparison)
     python bench/maps.py --minutes 55 --recipe configs/fast.yaml --method1-identity 0.5
+    python bench/maps.py --minutes 55 --lambda-a 2   # CycleGAN with a weaker A->B->A cycle
     python bench/maps.py --minutes 55 --recipe configs/fast.yaml --batch-size 1   # a recipe, one setting changed
     python bench/maps.py --quick            # a few minutes: proves the pipeline, numbers mean little
 

@@ -175,9 +175,9 @@ OPENMOJI_LICENSE = """* **OpenMoji**: All emojis designed by [OpenMoji](https://
 
 def write_license(out: Path, pair: str, noto_version: str, openmoji_version: str, seed: int,
                   categories: Sequence[str]) -> None:
-    framing = (f"rasterised with CairoSVG at {RENDER}x{RENDER}, framed like the Noto images (a square\n"
-               f"around the artwork's bounding box, so that its long side is {EXTENT} of 64 px, centred),\n"
-               "downscaled to 64x64 with Lanczos, composited onto white and saved as RGB PNGs.")
+    framing = (f"rasterised with CairoSVG at {RENDER}x{RENDER},\nframed by a square around the artwork's "
+               f"bounding box (its long side {EXTENT} of 64 px, centred, as\nNoto draws), downscaled to 64x64 with "
+               "Lanczos, composited onto white and saved as RGB PNGs.")
     if pair == "emoji2lineart":
         intro = ("A = OpenMoji colour emoji (flat colours, thick black outlines), B = OpenMoji black\n"
                  "line art of other emoji (the same drawing style without fills).")
@@ -186,7 +186,7 @@ def write_license(out: Path, pair: str, noto_version: str, openmoji_version: str
         credits = OPENMOJI_LICENSE.format(files="`color/svg/<CODEPOINT>.svg` (A) and\n  `black/svg/<CODEPOINT>.svg` (B)",
                                           folders="all four folders")
         modifications = f"the OpenMoji SVGs (both styles) were {framing}"
-        catalogue = (f"The emoji, their names and categories come from the catalogue of the npm package\n"
+        catalogue = (f"\nThe emoji, their names and categories come from the catalogue of the npm package\n"
                      f"`emoji-datasource-google` {noto_version} (MIT); no Noto image is included.")
     else:
         intro = "A = Noto Color Emoji (soft gradients, no outlines), B = OpenMoji (thick black\noutlines, flat colours)."
@@ -209,7 +209,7 @@ Unpaired image-to-image translation pair built by `datasets/build_emoji_pair.py`
 
 {credits}
 Modifications: {modifications}
-File names are `<codepoint>_<short name>.png` (emoji-data's names). {catalogue}
+File names are `<codepoint>_<short name>.png` (emoji-data's names).{catalogue}
 
 Selection, made by `datasets/build_emoji_pair.py --pair {pair} --seed {seed}`: single
 emoji (no ZWJ sequences, skin tones or flags) of the categories

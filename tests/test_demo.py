@@ -44,8 +44,8 @@ def test_demo_pair_is_unpaired_colour_against_line_art():
 def _makefile_fit_args() -> list[str]:
     """The `cyclegan fit` arguments of the Makefile's demo target, with its variables filled in."""
     text = (REPO / "Makefile").read_text().replace("\\\n", " ")
-    variables = dict(re.findall(r"^(\w+) :?= (.+)$", text, re.M))
-    line = next(ln for ln in text.splitlines() if "cyclegan fit" in ln)
+    variables = dict(re.findall(r"^(\w+)\s*[:?]?=\s*(.+)$", text, re.M))
+    line = next(ln for ln in text.splitlines() if ln.startswith("\t") and "cyclegan fit" in ln)
     line = re.sub(r"\$\((\w+)\)", lambda m: variables.get(m.group(1), ""), line)
     return shlex.split(line.split("cyclegan fit", 1)[1])
 

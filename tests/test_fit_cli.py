@@ -202,7 +202,7 @@ def test_help_and_tools_do_not_import_lightning():
 
 
 def test_fast_recipe_overlay_sets_the_measured_settings(tmp_path):
-    # configs/fast.yaml is the demo's recipe, chosen at equal time (README "Start here"): batch 4
+    # configs/fast.yaml is the demo's recipe, chosen at equal time (docs/fast_recipe.md): batch 4
     # at twice the published LR, 10 + 10 epochs, small U-Net with resize-conv, DiffAugment, whole 64 px images.
     demo = REPO / "datasets" / "emoji2lineart"
     built = cli.build_cli(["--config", str(CONFIGS / "cyclegan.yaml"), "--config", str(CONFIGS / "fast.yaml"),
