@@ -1,5 +1,5 @@
 # Two entry points for a fresh machine with Python 3.10+:
-#   make demo   train CycleGAN for about 4 minutes (2 CPU cores) on the bundled colour emoji -> line art pair,
+#   make demo   train CycleGAN for about 3.5 minutes (2 CPU cores) on the bundled colour emoji -> line art pair,
 #               translate the held-out test emoji, score them and write runs/demo/strip.png (inputs over outputs)
 #   make test   run the test suite
 VENV ?= .venv

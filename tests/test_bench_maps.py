@@ -44,3 +44,31 @@ def test_a_recipe_overlay_sets_the_bench_settings_and_comes_after_the_model_conf
     configs = [argv[i + 1] for i, a in enumerate(argv) if a == "--config"]
     assert [Path(c).name for c in configs] == ["cyclegan.yaml", "fast.yaml"]
     assert _value(argv, "--data.batch_size") == "4"
+
+
+def _saved_checkpoint(maps, model, args, out, *, seconds):
+    """A checkpoint as `train` keeps it, with the settings `args` asks for and `seconds` on its Timer."""
+    import torch
+
+    from cyclegan.cli import build_cli
+    cli = build_cli(maps.train_arguments(model, args, out)[1:] + ["--trainer.logger", "false"], run=False)
+    kept = out / f"{model}.ckpt"
+    torch.save({"global_step": 1234, "hyper_parameters": dict(cli.model.hparams),
+                "datamodule_hyper_parameters": dict(cli.datamodule.hparams),
+                "callbacks": {"Timer": {"time_elapsed": {"train": seconds}}}}, kept)
+    return kept
+
+
+def test_reuse_keeps_a_checkpoint_with_the_same_settings_and_refuses_one_with_others(maps, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "bench"))  # the --minutes clock callback is imported as maps._ClockSchedule
+    args = maps.parse_args(["--minutes", "2", "--lambda-a", "2", "--reuse", "--data", str(tmp_path)])
+    kept = _saved_checkpoint(maps, "cyclegan", args, tmp_path, seconds=120.0)
+    assert maps.reused("cyclegan", args, tmp_path) == (kept, 120.0, 1234)
+
+    other = maps.parse_args(["--minutes", "2", "--reuse", "--data", str(tmp_path)])  # lambda_a 10, not 2
+    with pytest.raises(SystemExit, match=r"cyclegan\.ckpt was trained with other settings \(model\.lambda_a: 2\.0 there, 10\.0 here"):
+        maps.reused("cyclegan", other, tmp_path)
+
+    _saved_checkpoint(maps, "cyclegan", args, tmp_path, seconds=50.0)  # stopped before its 2 minutes
+    with pytest.raises(SystemExit, match=r"trained 0\.8 min, not the 2 asked"):
+        maps.reused("cyclegan", args, tmp_path)
