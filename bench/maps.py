@@ -145,7 +145,12 @@ def reused(model: str, args: argparse.Namespace, out: Path) -> tuple[Path, float
     seconds (known with --minutes) and iterations. Exits with one line if the checkpoint was trained
     with other model or data settings, or (--minutes) stopped short of its clock."""
     kept = out / f"{model}.ckpt"
-    saved = torch.load(kept, map_location="cpu", weights_only=False)
+    try:
+        saved = torch.load(kept, map_location="cpu", weights_only=False)
+        saved["global_step"], saved["hyper_parameters"], saved["datamodule_hyper_parameters"]
+    except Exception as error:  # a truncated file, another program's pickle, a dict without the keys
+        raise SystemExit(f"error: --reuse: {kept} is not a checkpoint this bench wrote "
+                         f"({type(error).__name__}: {str(error)[:120]})") from None
     cli = build_cli(train_arguments(model, args, out)[1:] + ["--trainer.logger", "false"], run=False)
     differ = [f"{part}.{key}: {saved[part_key].get(key)!r} there, {value!r} here"
               for part, part_key, wanted in (("model", "hyper_parameters", cli.model.hparams),

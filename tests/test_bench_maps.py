@@ -72,3 +72,7 @@ def test_reuse_keeps_a_checkpoint_with_the_same_settings_and_refuses_one_with_ot
     _saved_checkpoint(maps, "cyclegan", args, tmp_path, seconds=50.0)  # stopped before its 2 minutes
     with pytest.raises(SystemExit, match=r"trained 0\.8 min, not the 2 asked"):
         maps.reused("cyclegan", args, tmp_path)
+
+    kept.write_text("not a checkpoint")
+    with pytest.raises(SystemExit, match=r"cyclegan\.ckpt is not a checkpoint this bench wrote \(UnpicklingError"):
+        maps.reused("cyclegan", args, tmp_path)
