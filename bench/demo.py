@@ -23,7 +23,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cyclegan.data import list_images  # noqa: E402
+from cyclegan.data.datamodule import list_images  # noqa: E402
 
 INPUT_ROW = "ref: input unchanged"  # the row name `cyclegan evaluate` gives the unchanged input
 

@@ -47,13 +47,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cyclegan import metrics as M  # noqa: E402
+from cyclegan.evaluation import metrics as M  # noqa: E402
 from cyclegan.cli import build_cli  # noqa: E402
 from cyclegan.devices import usable_cpus  # noqa: E402
-from cyclegan.evaluate import REF_FLAT, evaluate_translators  # noqa: E402
-from cyclegan.report import describe_run, log_compare_to_wandb, wandb_run, write_report  # noqa: E402
-from cyclegan.results import format_table, json_safe  # noqa: E402
-from cyclegan.translate import load_translator  # noqa: E402
+from cyclegan.evaluation.evaluate import REF_FLAT, evaluate_translators  # noqa: E402
+from cyclegan.evaluation.report import describe_run, log_compare_to_wandb, wandb_run, write_report  # noqa: E402
+from cyclegan.evaluation.results import format_table, json_safe  # noqa: E402
+from cyclegan.inference.translator import load_translator  # noqa: E402
 
 EPOCH = 1096  # training images per domain: one epoch is 1096 images
 MIN_ITERATIONS, MAX_ITERATIONS = 500, 4000

@@ -25,7 +25,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cyclegan.images import list_images, read_image  # noqa: E402
+from cyclegan.data.images import list_images, read_image  # noqa: E402
 
 
 def synthetic(count: int, seed: int = 0) -> list[np.ndarray]:

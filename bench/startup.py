@@ -28,9 +28,9 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cyclegan.checkpoint import TRANSLATOR  # noqa: E402
+from cyclegan.inference.checkpoints import TRANSLATOR  # noqa: E402
 from cyclegan.cli import commands  # noqa: E402
-from cyclegan.networks import GeneratorConfig, build_generator  # noqa: E402
+from cyclegan.models.networks import GeneratorConfig, build_generator  # noqa: E402
 
 
 def write_checkpoint(path: Path) -> None:

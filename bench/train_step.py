@@ -34,8 +34,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cyclegan import CycleGAN, Method1  # noqa: E402
-from cyclegan.image_pool import ImagePool  # noqa: E402
-from cyclegan.losses import discriminator_loss, gan_loss  # noqa: E402
+from cyclegan.models.image_pool import ImagePool  # noqa: E402
+from cyclegan.models.losses import discriminator_loss, gan_loss  # noqa: E402
 
 
 # ---------------------------------------------------------------------------- reference

@@ -45,7 +45,7 @@ def make_folder(folder: Path, count: int, width: int, height: int, *, seed: int 
 
 
 def build_model():
-    from cyclegan.networks import GeneratorConfig, build_generator, init_weights
+    from cyclegan.models.networks import GeneratorConfig, build_generator, init_weights
 
     torch.manual_seed(0)
     return init_weights(build_generator(GeneratorConfig(ngf=64, n_blocks=9), input_nc=3, output_nc=3)).eval()
@@ -92,8 +92,8 @@ SETTINGS = {
 
 
 def _convert(net, device, folder: Path, out: Path, args) -> int:
-    from cyclegan.convert import ConvertSettings, convert_folder
-    from cyclegan.translate import Translator
+    from cyclegan.inference.convert import ConvertSettings, convert_folder
+    from cyclegan.inference.translator import Translator
 
     precision = args.precision
     if precision == "auto":
@@ -109,7 +109,7 @@ def measure(args) -> dict:
     """One measurement, in this (fresh) process: a warm-up pass over the first two images
     (kernel selection, allocator, decoding workers, compilation; reported as ``warmup_s``),
     then the timed pass over the whole folder into a fresh output folder."""
-    from cyclegan.images import list_images
+    from cyclegan.data.images import list_images
 
     device = torch.device(args.device)
     net = build_model().to(device)
@@ -172,7 +172,7 @@ def _cases(args, workdir: Path) -> dict[str, Path]:
         return cases
     if not args.count:
         return {"input": args.input}
-    from cyclegan.images import list_images
+    from cyclegan.data.images import list_images
 
     copy = workdir / "input"  # a copy of the first COUNT images
     copy.mkdir()

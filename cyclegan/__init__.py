@@ -1,13 +1,13 @@
 """Unpaired image-to-image translation: CycleGAN and the one-generator baseline."""
 
-from .checkpoint import load_generator
-from .errors import CheckpointError, CycleGANError, DataError
-from .networks import DiscriminatorConfig, GeneratorConfig
-from .translate import load_translator, translate_image, translate_tensor
+from cyclegan.inference.checkpoints import load_generator
+from cyclegan.errors import CheckpointError, CycleGANError, DataError
+from cyclegan.models.networks import DiscriminatorConfig, GeneratorConfig
+from cyclegan.inference.translator import load_translator, translate_image, translate_tensor
 
 # The training classes pull in Lightning, albumentations and torchmetrics (seconds of
 # start-up), which converting a folder never needs: they load on first access.
-_TRAINING = {"CycleGAN": ".cycle_gan", "Method1": ".method1", "UnpairedImageDataModule": ".data"}
+_TRAINING = {"CycleGAN": ".training.cycle_gan", "Method1": ".training.method1", "UnpairedImageDataModule": ".data.datamodule"}
 
 
 def __getattr__(name: str):

@@ -38,8 +38,8 @@ from typing import Optional, Sequence
 if __name__ == "__main__":  # run as a script: use this checkout's package, installed or not
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cyclegan.download import TIMEOUT_S, DownloadError  # noqa: E402
-from cyclegan.download import download as _download  # noqa: E402
+from cyclegan.inference.download import TIMEOUT_S, DownloadError  # noqa: E402
+from cyclegan.inference.download import download as _download  # noqa: E402
 
 DATASETS: tuple[str, ...] = (
     "horse2zebra",

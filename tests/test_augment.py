@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from cyclegan import CycleGAN, Method1
-from cyclegan.augment import DiffAugment, color, cutout, translation
-from cyclegan.networks import DiscriminatorConfig, GeneratorConfig
+from cyclegan.models.augment import DiffAugment, color, cutout, translation
+from cyclegan.models.networks import DiscriminatorConfig, GeneratorConfig
 
 
 def _ramp(n: int = 4, size: int = 16) -> torch.Tensor:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cyclegan.data import DataError, UnpairedDataset, UnpairedImageDataModule, build_transform, list_images, read_image
+from cyclegan.data.datamodule import DataError, UnpairedDataset, UnpairedImageDataModule, build_transform, list_images, read_image
 from conftest import write_images
 
 

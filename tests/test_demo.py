@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cyclegan import cli
-
+from cyclegan.cli import app as cli
 REPO = Path(__file__).resolve().parents[1]
 PAIR = REPO / "datasets" / "emoji2lineart"
 

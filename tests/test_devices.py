@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 from cyclegan import devices
-from cyclegan.commands import _translate_parser
-from cyclegan.networks import GeneratorConfig, build_generator, init_weights
-from cyclegan.translate import Translator, translate_image
+from cyclegan.cli.commands import _translate_parser
+from cyclegan.models.networks import GeneratorConfig, build_generator, init_weights
+from cyclegan.inference.translator import Translator, translate_image
 
 EMOJI = Path(__file__).resolve().parents[1] / "datasets" / "emoji" / "testA"
 
@@ -83,7 +83,7 @@ def test_worker_defaults_count_the_cpus_this_process_may_use(monkeypatch):
     # more decoding workers than that only thrash (torch warns "DataLoader running slow or even freeze").
     import os
 
-    from cyclegan.convert import ConvertSettings
+    from cyclegan.inference.convert import ConvertSettings
     from cyclegan.devices import usable_cpus
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)

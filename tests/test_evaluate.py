@@ -12,9 +12,10 @@ import torch
 from PIL import Image
 
 from conftest import write_images
-from cyclegan import cli, commands
-from cyclegan.evaluate import REF_FLAT, crop_square_and_resize, match_targets, run_translator
-from cyclegan.translate import load_translator
+from cyclegan.cli import app as cli
+from cyclegan.cli import commands
+from cyclegan.evaluation.evaluate import REF_FLAT, crop_square_and_resize, match_targets, run_translator
+from cyclegan.inference.translator import load_translator
 from wandb_records import history, records, run_file, run_info
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -197,8 +198,8 @@ def test_translate_matches_the_generator_and_targets_match_by_relative_name(setu
 def test_inputs_without_ground_truth_are_kept_but_not_paired(setup, tmp_path):
     import shutil
 
-    from cyclegan.evaluate import evaluate_translators
-    from cyclegan.report import write_report
+    from cyclegan.evaluation.evaluate import evaluate_translators
+    from cyclegan.evaluation.report import write_report
 
     root, ckpts = setup
     partial = tmp_path / "partial" / "sub"
@@ -244,8 +245,7 @@ def test_offline_without_any_inception_falls_back_with_one_warning(setup, tmp_pa
 
     import torchmetrics.image.fid as tm_fid
 
-    from cyclegan import features
-
+    from cyclegan.evaluation import features
     def offline(*args, **kwargs):
         raise urllib.error.URLError("Name or service not known")
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-import cyclegan.export as export
+import cyclegan.inference.export as export
 from cyclegan.cli import main as cli_main, run as cli_run
-from cyclegan.networks import GeneratorConfig
-from cyclegan.translate import load_translator
+from cyclegan.models.networks import GeneratorConfig
+from cyclegan.inference.translator import load_translator
 from conftest import write_images
 from test_translate import generator, make_checkpoint, main as translate_main
 

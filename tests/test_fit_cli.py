@@ -14,7 +14,7 @@ import torch
 import yaml
 from PIL import Image
 
-from cyclegan import cli
+from cyclegan.cli import app as cli
 from wandb_records import run_info
 
 REPO = Path(__file__).resolve().parents[1]
@@ -190,7 +190,7 @@ def test_readme_csvlogger_command_works_as_written(tmp_path, monkeypatch):
 
 
 def test_help_and_tools_do_not_import_lightning():
-    code = ("import sys; from cyclegan import cli\n"
+    code = ("import sys; from cyclegan.cli import app as cli\n"
             "for argv in (['--help'], ['translate', '--help']):\n"
             "    try: cli.main(argv)\n"
             "    except SystemExit: pass\n"
@@ -217,7 +217,7 @@ def test_fast_recipe_overlay_sets_the_measured_settings(tmp_path):
 
 
 def test_speed_line_says_where_max_time_stops_the_run():
-    from cyclegan.fit import _speed_line
+    from cyclegan.cli.fit import _speed_line
 
     # 0.05 s/iteration: 1000 iterations are 50 s, inside a 10-minute max_time: the schedule ends first.
     assert _speed_line(0.05, 1000, "cpu", time_left=600) == "speed: 0.05 s/iteration on cpu; 1000 iterations left, about 0h00m"

@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from cyclegan.callbacks import TrainingHealth, _mean_pairwise_l1
-from cyclegan.losses import discriminator_loss
-from cyclegan.training import D_ACCURACY
+from cyclegan.training.callbacks import TrainingHealth, _mean_pairwise_l1
+from cyclegan.models.losses import discriminator_loss
+from cyclegan.training.base import D_ACCURACY
 
 
 def test_discriminator_accuracy_counts_patches_on_the_right_side():

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from cyclegan.image_pool import ImagePool
+from cyclegan.models.image_pool import ImagePool
 
 
 def _images(start, n):

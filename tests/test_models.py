@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from cyclegan import CycleGAN, DiscriminatorConfig, GeneratorConfig, Method1, UnpairedImageDataModule
-from cyclegan.training import linear_decay
+from cyclegan.training.base import linear_decay
 
 TINY = dict(generator=GeneratorConfig(ngf=4, n_blocks=1), discriminator=DiscriminatorConfig(ndf=4, n_layers=2))
 

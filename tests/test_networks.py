@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from cyclegan.networks import (
+from cyclegan.models.networks import (
     DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator, init_weights,
 )
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import cyclegan.download
-from cyclegan import pretrained
-from cyclegan.download import DownloadError
+import cyclegan.inference.download
+from cyclegan.inference import pretrained
+from cyclegan.inference.download import DownloadError
 from cyclegan.errors import CheckpointError, CycleGANError
-from cyclegan.networks import GeneratorConfig, build_generator, init_weights
-from cyclegan.published import load_published_generator, published_state_dict
+from cyclegan.models.networks import GeneratorConfig, build_generator, init_weights
+from cyclegan.inference.authors import load_published_generator, published_state_dict
 from test_download import server, unused_port  # noqa: F401 (server is a fixture)
 
 NAMES = [
@@ -93,7 +93,7 @@ def test_resolve_names_the_cached_file_and_passes_paths_through(mirror, cache, t
 
 
 def test_a_cut_download_leaves_only_the_part_file_and_resumes(mirror, cache, model_bytes, monkeypatch):
-    monkeypatch.setattr(cyclegan.download, "MAX_ATTEMPTS", 1)  # give up after the first cut
+    monkeypatch.setattr(cyclegan.inference.download, "MAX_ATTEMPTS", 1)  # give up after the first cut
     mirror.cut_after = 50_000
     with pytest.raises(DownloadError, match="interrupted.*run the same command again to resume"):
         pretrained.fetch("horse2zebra", progress=False)

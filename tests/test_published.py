@@ -14,10 +14,10 @@ import torch
 from torch import nn
 
 from cyclegan.errors import CheckpointError, CycleGANError
-from cyclegan.networks import (
+from cyclegan.models.networks import (
     DiscriminatorConfig, GeneratorConfig, PixelDiscriminator, build_discriminator, build_generator, init_weights,
 )
-from cyclegan.published import (
+from cyclegan.inference.authors import (
     RUN_NETWORKS, GeneratorSpec, infer_discriminator, load_published_generator, load_run, published_state_dict,
     read_state_dict, run_files,
 )

@@ -13,12 +13,12 @@ from PIL import Image
 
 import cyclegan
 from conftest import write_images
-from cyclegan import pretrained
-from cyclegan.checkpoint import sha256_file
+from cyclegan.inference import pretrained
+from cyclegan.inference.checkpoints import sha256_file
 from cyclegan.cli import run as cli_run
 from cyclegan.errors import CheckpointError
-from cyclegan.networks import GeneratorConfig, build_generator
-from cyclegan.translate import load_translator, translate_image
+from cyclegan.models.networks import GeneratorConfig, build_generator
+from cyclegan.inference.translator import load_translator, translate_image
 from test_download import server, unused_port  # noqa: F401 (fixture)
 from test_pretrained import NAMES, cache, mirror, model_bytes  # noqa: F401 (fixtures)
 from test_published import _one_thread, authors_state, random_net, save  # noqa: F401 (fixture)

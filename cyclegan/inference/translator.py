@@ -1,5 +1,5 @@
 """The one translator: a generator from a training checkpoint or an exported file, and
-translating one PIL image or one tensor with it (folders: :mod:`cyclegan.convert`).
+translating one PIL image or one tensor with it (folders: :mod:`cyclegan.inference.convert`).
 
 Rules, the same for the Python API and ``cyclegan translate``:
 - the checkpoint alone gives architecture, norm, channels and stride;
@@ -8,7 +8,7 @@ Rules, the same for the Python API and ``cyclegan translate``:
 - EXIF orientation is applied; transparent images are composited onto white as in
   training and their alpha channel is put back unchanged on the output;
 - images over ``max_pixels`` (or that run out of memory) are translated in overlapping
-  tiles normalised with whole-image instance-norm statistics (see :mod:`cyclegan.tiling`);
+  tiles normalised with whole-image instance-norm statistics (see :mod:`cyclegan.inference.tiling`);
   exported instance-norm models have no layers to take those statistics from, so they
   always run whole images.
 """
@@ -29,13 +29,13 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .checkpoint import generator_from_checkpoint, read_model_file
-from .devices import inference_precision
-from .errors import CheckpointError, TranslateError
-from .images import finish_image, prepare_image, to_numpy_images, to_tensor
-from .pretrained import resolve
-from .published import is_state_dict, single_generator
-from .tiling import NormStats, reflect_pad, round_up, tiled_forward
+from cyclegan.inference.checkpoints import generator_from_checkpoint, read_model_file
+from cyclegan.devices import inference_precision
+from cyclegan.errors import CheckpointError, TranslateError
+from cyclegan.data.images import finish_image, prepare_image, to_numpy_images, to_tensor
+from cyclegan.inference.pretrained import resolve
+from cyclegan.inference.authors import is_state_dict, single_generator
+from cyclegan.inference.tiling import NormStats, reflect_pad, round_up, tiled_forward
 
 Precision = Literal["32", "bf16"]
 DEFAULT_MAX_PIXELS = 2048 * 2048  # larger images are tiled
@@ -223,7 +223,7 @@ def load_translator(
 
 
 def _checkpoint_translator(checkpoint: dict, path: Path, direction: str, **options) -> Translator:
-    """One direction of a checkpoint read by :func:`cyclegan.checkpoint.read_model_file`, in eval mode."""
+    """One direction of a checkpoint read by :func:`cyclegan.inference.checkpoints.read_model_file`, in eval mode."""
     meta = checkpoint["translator"]
     net = generator_from_checkpoint(checkpoint, direction, path=path)
     in_nc, out_nc = (meta["output_nc"], meta["input_nc"]) if direction == "b2a" else (meta["input_nc"], meta["output_nc"])

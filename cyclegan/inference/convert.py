@@ -1,4 +1,4 @@
-"""Converting a folder tree (or one file) with a :class:`~cyclegan.translate.Translator`.
+"""Converting a folder tree (or one file) with a :class:`~cyclegan.inference.translator.Translator`.
 
     cyclegan translate --checkpoint runs/.../last.ckpt --input photos/ --output zebras/
     cyclegan translate --checkpoint last.ckpt --input big.jpg --output big_zebra.png --tile 1024
@@ -7,7 +7,7 @@
 Inputs are decoded in DataLoader workers, grouped by size into batches for the model, and
 encoded and written (atomically) by a thread pool; existing outputs are skipped when the
 manifest says this checkpoint wrote them with these settings (and refused otherwise, see
-:mod:`cyclegan.manifest`), unreadable inputs reported and counted, and a CSV manifest records
+:mod:`cyclegan.inference.manifest`), unreadable inputs reported and counted, and a CSV manifest records
 one row per input. An animated GIF gives its first frame, as a PNG unless ``--format`` says otherwise.
 """
 
@@ -28,15 +28,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .devices import MAX_BATCH, default_batch_size, usable_cpus
-from .errors import DataError, TranslateError
-from .checkpoint import sha256_state_dict
-from .images import (
+from cyclegan.devices import MAX_BATCH, default_batch_size, usable_cpus
+from cyclegan.errors import DataError, TranslateError
+from cyclegan.inference.checkpoints import sha256_state_dict
+from cyclegan.data.images import (
     IMAGE_EXTENSIONS, describe_error, finish_image, frame_count, list_images, prepare_image, publish, to_numpy_images,
     to_tensor,
 )
-from .manifest import check_origin, read_manifest, refuse_stale, settings_fingerprint, write_manifest
-from .translate import DEFAULT_MAX_PIXELS, DEFAULT_STATS_SIZE, Translator, as_translator
+from cyclegan.inference.manifest import check_origin, read_manifest, refuse_stale, settings_fingerprint, write_manifest
+from cyclegan.inference.translator import DEFAULT_MAX_PIXELS, DEFAULT_STATS_SIZE, Translator, as_translator
 
 OUTPUT_FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}
 _HOLDS_ALPHA = {".png", ".tif", ".tiff", ".webp"}  # JPEG cannot store alpha; Pillow reads BMP alpha back as RGB
@@ -255,7 +255,7 @@ def convert_folder(
 
     An existing output is skipped when ``manifest`` records it as written by this checkpoint
     (``checkpoint_sha256``; default: the hash of the module's weights) with these settings;
-    any other existing output raises :class:`~cyclegan.manifest.StaleOutputError` before
+    any other existing output raises :class:`~cyclegan.inference.manifest.StaleOutputError` before
     anything is written, unless ``settings.overwrite``. Unreadable inputs are reported through
     ``log`` (default: stderr, above the progress bar) as ``skipped PATH: reason`` and counted
     as failed. ``manifest`` (None: none) receives one CSV row per input. A module runs in

@@ -35,12 +35,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import MetricsError
-from .features import (  # noqa: F401 - part of this module's interface: M.extract_features, ...
+from cyclegan.errors import MetricsError
+from cyclegan.evaluation.features import (  # noqa: F401 - part of this module's interface: M.extract_features, ...
     FeatureExtractor, FidelityInception, RandomConvFeatures, TorchScriptInception, extract_features,
     load_feature_extractor,
 )
-from .images import float_batch
+from cyclegan.data.images import float_batch
 
 PIXEL_ACC_THRESHOLD = 5.0
 EDGE_FRACTION = 0.10  # share of pixels taken as "strongest edges" in both images

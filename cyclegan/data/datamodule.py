@@ -26,10 +26,10 @@ import torch
 from pytorch_lightning.trainer.states import TrainerFn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
 
-from .devices import usable_cpus
-from .errors import DataError
-from .training import warn
-from .images import (  # noqa: F401 - the image helpers' old home; they live in images.py
+from cyclegan.devices import usable_cpus
+from cyclegan.errors import DataError
+from cyclegan.training.base import warn
+from cyclegan.data.images import (  # noqa: F401 - the image helpers' old home; they live in images.py
     IMAGE_EXTENSIONS, describe_error, image_problem, list_images, normalize_image, read_image, to_uint8, to_unit_range,
 )
 

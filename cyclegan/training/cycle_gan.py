@@ -16,14 +16,14 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from .augment import DiffAugment, DiffAugmentOp
-from .image_pool import Pools
-from .losses import GanMode, discriminator_loss, gan_loss
-from .networks import (
+from cyclegan.models.augment import DiffAugment, DiffAugmentOp
+from cyclegan.models.image_pool import Pools
+from cyclegan.models.losses import GanMode, discriminator_loss, gan_loss
+from cyclegan.models.networks import (
     DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator, call_batched, init_weights,
     samples_independent,
 )
-from .training import (
+from cyclegan.training.base import (
     D_ACCURACY, NonFiniteGuard, adam_with_linear_decay, compile_in_place, count_iterations_not_optimizer_steps,
     discriminator_logs, load_training_state, log_training_step, logs_due, network_configs, offset_seeds_per_rank,
     save_training_state, set_epoch, store_network_configs,
@@ -50,7 +50,7 @@ class CycleGAN(pl.LightningModule):
 
     Args:
         generator, discriminator: architectures (shared by both directions).
-        gan_mode: adversarial objective, see :mod:`cyclegan.losses`.
+        gan_mode: adversarial objective, see :mod:`cyclegan.models.losses`.
         lambda_a, lambda_b: cycle-consistency weights for A->B->A and B->A->B.
         lambda_identity: identity weight relative to the cycle weight; 0 disables it
             (and needs no second generator pass). Requires input_nc == output_nc.
@@ -67,7 +67,7 @@ class CycleGAN(pl.LightningModule):
         start_epoch: the LR schedule's epoch at this run's first epoch: a run carried on from
             the authors' code after that many epochs (``cyclegan fit --init_from DIR --init_epoch N``).
         diff_augment: random differentiable transformations of every discriminator input while
-            training (``color``, ``translation``, ``cutout``; see :mod:`cyclegan.augment`): for
+            training (``color``, ``translation``, ``cutout``; see :mod:`cyclegan.models.augment`): for
             datasets of a few hundred images. Off (``()``) by default, as published.
     """
 

@@ -4,12 +4,12 @@
     cyclegan translate --checkpoint horse2zebra.onnx --input photos/ --output zebras/
 
 ``--format pth`` writes a bare state dict in the layout of the authors' code (see
-:mod:`cyclegan.published`), which their ``test.py`` loads; it carries no metadata: the
+:mod:`cyclegan.inference.authors`), which their ``test.py`` loads; it carries no metadata: the
 architecture is read back from its keys and shapes.
 
 Height, width and batch are dynamic (multiples of the generator's stride). What the
 translator needs besides the graph (channels, stride, direction, norm) travels inside
-the file (read back by :func:`cyclegan.translate.load_exported`): TorchScript
+the file (read back by :func:`cyclegan.inference.translator.load_exported`): TorchScript
 ``_extra_files["cyclegan.json"]``, ONNX ``metadata_props``.
 ONNX needs the optional extra: ``pip install 'cyclegan[onnx]'`` (onnx, onnxscript, onnxruntime).
 """
@@ -27,11 +27,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .checkpoint import sha256_file
-from .errors import CheckpointError, DataError
-from .images import list_images, prepare_image, publish, to_tensor
-from .published import published_state_dict
-from .translate import EXPORT_META_KEY, Translator, load_exported, load_translator
+from cyclegan.inference.checkpoints import sha256_file
+from cyclegan.errors import CheckpointError, DataError
+from cyclegan.data.images import list_images, prepare_image, publish, to_tensor
+from cyclegan.inference.authors import published_state_dict
+from cyclegan.inference.translator import EXPORT_META_KEY, Translator, load_exported, load_translator
 
 FORMATS = {"torchscript": ".pt", "onnx": ".onnx", "pth": ".pth"}
 DEFAULT_TOLERANCE = {"torchscript": 1e-4, "onnx": 1e-3, "pth": 1e-6}  # pth: the same weights, the same arithmetic

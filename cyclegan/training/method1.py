@@ -13,13 +13,13 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from .augment import DiffAugment, DiffAugmentOp
-from .image_pool import Pools
-from .losses import GanMode, discriminator_loss, gan_loss
-from .networks import (
+from cyclegan.models.augment import DiffAugment, DiffAugmentOp
+from cyclegan.models.image_pool import Pools
+from cyclegan.models.losses import GanMode, discriminator_loss, gan_loss
+from cyclegan.models.networks import (
     DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator, init_weights, samples_independent,
 )
-from .training import (
+from cyclegan.training.base import (
     D_ACCURACY, NonFiniteGuard, adam_with_linear_decay, compile_in_place, count_iterations_not_optimizer_steps,
     discriminator_logs, load_training_state, log_training_step, logs_due, network_configs, offset_seeds_per_rank,
     save_training_state, set_epoch, store_network_configs,

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .networks import call_batched
+from cyclegan.models.networks import call_batched
 
 GanMode = Literal["lsgan", "vanilla", "hinge", "wgangp"]
 

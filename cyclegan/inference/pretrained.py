@@ -1,7 +1,7 @@
 """The generators the CycleGAN authors published, fetched once into a local cache.
 
 Each is ``NAME.pth`` under :data:`DEFAULT_BASE_URL`: one ResNet-9 generator in the authors'
-layout (read by :mod:`cyclegan.published`). They land in ``~/.cache/cyclegan`` (or
+layout (read by :mod:`cyclegan.inference.authors`). They land in ``~/.cache/cyclegan`` (or
 ``$CYCLEGAN_CACHE``); ``$CYCLEGAN_PRETRAINED_URL`` points at a mirror. Wherever a
 checkpoint is accepted, ``pretrained:NAME`` names the cached file (downloaded when missing).
 """
@@ -12,9 +12,9 @@ import os
 from pathlib import Path
 from typing import Optional, Union
 
-from .download import TIMEOUT_S, Notify, download
-from .errors import CheckpointError
-from .published import load_published_generator
+from cyclegan.inference.download import TIMEOUT_S, Notify, download
+from cyclegan.errors import CheckpointError
+from cyclegan.inference.authors import load_published_generator
 
 DEFAULT_BASE_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models"
 URL_ENV_VAR = "CYCLEGAN_PRETRAINED_URL"

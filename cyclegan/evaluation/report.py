@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from . import metrics as M
-from .evaluate import Evaluation
-from .results import evaluation_dict, format_value, highlighted, json_safe, verdict
+from cyclegan.evaluation import metrics as M
+from cyclegan.evaluation.evaluate import Evaluation
+from cyclegan.evaluation.results import evaluation_dict, format_value, highlighted, json_safe, verdict
 
 PER_IMAGE_METRICS = ["rmse", "rmse_gcgan", "pixel_acc", "psnr", "ssim", "edge_f1", "layout_corr", "cycle_rmse"]
 
@@ -250,10 +250,10 @@ def log_compare_to_wandb(run, ev: Evaluation, rows: list[int], *, grid: Path | N
 
 def wandb_run(*, job_type: str, group: str | None, save_dir: Path, config: dict, tags: list[str]):
     """A W&B run in project "cyclegan", offline when WANDB_MODE says so or no login is found
-    (the rule of :class:`cyclegan.tracking.WandbLogger`); returns (run, offline)."""
+    (the rule of :class:`cyclegan.training.wandb_logger.WandbLogger`); returns (run, offline)."""
     import wandb  # slow to import: only when a run is asked for
 
-    from .tracking import wandb_login_found  # imports Lightning: likewise
+    from cyclegan.training.wandb_logger import wandb_login_found  # imports Lightning: likewise
 
     offline = os.environ.get("WANDB_MODE") in ("offline", "dryrun") or not wandb_login_found()
     save_dir.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """Training callbacks: sample grids, training health, validation metrics, stopping cleanly on signals.
 
-(Checkpoint files without Lightning are in :mod:`cyclegan.checkpoint`; writing them, atomically
+(Checkpoint files without Lightning are in :mod:`cyclegan.inference.checkpoints`; writing them, atomically
 and as ``last.ckpt``, is here.)
 """
 
@@ -23,10 +23,10 @@ from pytorch_lightning.utilities import rank_zero_warn
 from PIL import Image
 from torchvision.utils import make_grid
 
-from .data import stack_cropped, to_uint8
-from .errors import NonFiniteLossError
-from .tracking import WandbLogger
-from .training import D_ACCURACY
+from cyclegan.data.datamodule import stack_cropped, to_uint8
+from cyclegan.errors import NonFiniteLossError
+from cyclegan.training.wandb_logger import WandbLogger
+from cyclegan.training.base import D_ACCURACY
 
 
 def run_dir(trainer: pl.Trainer) -> Path:
@@ -244,7 +244,7 @@ class ValidationMetrics(pl.Callback):
         self._too_few_images = False  # set once the validation set proves too small: warned, never measured again
 
     def _feature_extractor(self):
-        from .metrics import MetricsError, load_feature_extractor
+        from cyclegan.evaluation.metrics import MetricsError, load_feature_extractor
 
         if self._extractor is None:
             try:
@@ -255,7 +255,7 @@ class ValidationMetrics(pl.Callback):
         return self._extractor
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        from .metrics import extract_features, kid, paired_metrics
+        from cyclegan.evaluation.metrics import extract_features, kid, paired_metrics
 
         dataset = getattr(trainer.datamodule, "val_set", None)
         if (trainer.sanity_checking or dataset is None or self.every_n_epochs <= 0 or self._too_few_images

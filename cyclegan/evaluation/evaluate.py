@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import metrics as M
-from .errors import DataError, EvaluationError
-from .images import IMAGE_EXTENSIONS, list_images, read_image, to_uint8
-from .translate import Translator
+from cyclegan.evaluation import metrics as M
+from cyclegan.errors import DataError, EvaluationError
+from cyclegan.data.images import IMAGE_EXTENSIONS, list_images, read_image, to_uint8
+from cyclegan.inference.translator import Translator
 
 FILTERS = {
     "antialiased": (None, "antialiased (area average when shrinking, bicubic when enlarging, as the training pipeline)"),

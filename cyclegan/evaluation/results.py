@@ -1,4 +1,4 @@
-"""Reading an :class:`~cyclegan.evaluate.Evaluation`: values as text, the table, JSON, and the
+"""Reading an :class:`~cyclegan.evaluation.evaluate.Evaluation`: values as text, the table, JSON, and the
 verdict (which model is better on which measure, and whether either beats the trivial references).
 
 A score is highlighted only where the best model also beats both trivial references (the
@@ -12,8 +12,8 @@ import math
 
 import torch
 
-from . import metrics as M
-from .evaluate import REF_FLAT, REF_INPUT, Evaluation
+from cyclegan.evaluation import metrics as M
+from cyclegan.evaluation.evaluate import REF_FLAT, REF_INPUT, Evaluation
 
 TRIVIAL = {REF_FLAT: "the flat colour", REF_INPUT: "the unchanged input"}
 SPREADS = {"kid_std"}  # spreads of another score, not scores

@@ -31,8 +31,8 @@ from typing import Mapping, Union
 import torch
 from torch import nn
 
-from .errors import CheckpointError
-from .networks import (
+from cyclegan.errors import CheckpointError
+from cyclegan.models.networks import (
     DiscriminatorConfig, GeneratorConfig, PixelDiscriminator, ResnetGenerator, build_discriminator, build_generator,
 )
 

@@ -29,22 +29,22 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveCon
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.utilities import rank_zero_only
 
-from .callbacks import (
+from cyclegan.training.callbacks import (
     AtomicCheckpointIO, GracefulStop, LastCheckpoint, SampleGrid, TrainingHealth, ValidationMetrics, run_dir,
 )
-from .checkpoint import (
+from cyclegan.inference.checkpoints import (
     WANDB_RUN_ID, check_fits, check_kind, check_network_settings, checkpoint_kind, find_last_checkpoint,
     settings_kept_on_resume, wandb_run_id,
 )
-from .data import UnpairedImageDataModule
-from .devices import training_precision
-from .errors import CycleGANError
-from .published import load_run
-from .tracking import WandbLogger
+from cyclegan.data.datamodule import UnpairedImageDataModule
+from cyclegan.devices import training_precision
+from cyclegan.errors import CycleGANError
+from cyclegan.inference.authors import load_run
+from cyclegan.training.wandb_logger import WandbLogger
 
 # Imported so that ``--model CycleGAN`` / ``--model Method1`` resolve by short name.
-from .cycle_gan import CycleGAN  # noqa: F401
-from .method1 import Method1  # noqa: F401
+from cyclegan.training.cycle_gan import CycleGAN  # noqa: F401
+from cyclegan.training.method1 import Method1  # noqa: F401
 
 _WANDB_LOGGER = f"{WandbLogger.__module__}.{WandbLogger.__name__}"
 

@@ -17,8 +17,8 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import TranslateError
-from .images import publish
+from cyclegan.errors import TranslateError
+from cyclegan.data.images import publish
 
 MANIFEST_COLUMNS = ["input", "output", "width", "height", "status", "reason", "checkpoint_sha256", "settings"]
 # Statuses of rows whose output file was written by the row's checkpoint.

@@ -21,11 +21,11 @@ from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from .checkpoint import IMAGE_POOLS, TRANSLATOR, translator_meta
-from .errors import NonFiniteLossError
-from .image_pool import Pools
-from .losses import DiscriminatorLoss
-from .networks import DiscriminatorConfig, GeneratorConfig
+from cyclegan.inference.checkpoints import IMAGE_POOLS, TRANSLATOR, translator_meta
+from cyclegan.errors import NonFiniteLossError
+from cyclegan.models.image_pool import Pools
+from cyclegan.models.losses import DiscriminatorLoss
+from cyclegan.models.networks import DiscriminatorConfig, GeneratorConfig
 
 _log = logging.getLogger("cyclegan")
 
@@ -36,7 +36,7 @@ def warn(message: str) -> None:
     shown even while the CLI quiets Lightning's own info lines; once, from rank 0."""
     _log.warning(message)
 
-# Checkpoint entries beside Lightning's own (read back by cyclegan.checkpoint).
+# Checkpoint entries beside Lightning's own (read back by cyclegan.inference.checkpoints).
 RANK_STATES = "rank_states"  # per-rank RNG states and pools, for an exact resume (save_training_state)
 # Key of training_step's output: {discriminator name: patch accuracy}, read by TrainingHealth.
 D_ACCURACY = "d_accuracy"
@@ -151,7 +151,7 @@ def offset_seeds_per_rank(module: pl.LightningModule, pools: Pools) -> None:
 
     Every rank starts from the same seed (so the networks start identical); without an
     offset, all ranks would make the same pool choices. (The data's randomness has its own
-    seeds per item, see :class:`cyclegan.data.EpochSampler`.)
+    seeds per item, see :class:`cyclegan.data.datamodule.EpochSampler`.)
     """
     resumed = getattr(module, "_resume_rank_states", None)
     module._resume_rank_states = None
