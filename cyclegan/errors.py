@@ -35,3 +35,10 @@ class NonFiniteLossError(CycleGANError, RuntimeError):
     """Training stopped after too many non-finite losses in a row."""
 
     exit_code = 1
+
+
+def first_line(error: BaseException) -> str:
+    """An exception as one line for an ``error:`` or ``warning:`` message: its message's first
+    line, or its type's name when it has none (a library's multi-line dump stays out)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from cyclegan.errors import DataError
+from cyclegan.errors import DataError, first_line
 
 # GIF: its first frame, like any other image (training and conversion alike; see frame_count).
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
@@ -67,8 +67,7 @@ def describe_error(error: BaseException) -> str:
         return "not an image Pillow can decode"
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    return first_line(error)
 
 
 def normalize_image(image: Image.Image, *, channels: int = 3) -> tuple[Image.Image, Image.Image | None]:

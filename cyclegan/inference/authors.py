@@ -31,7 +31,7 @@ from typing import Mapping, Union
 import torch
 from torch import nn
 
-from cyclegan.errors import CheckpointError
+from cyclegan.errors import CheckpointError, first_line
 from cyclegan.models.networks import (
     DiscriminatorConfig, GeneratorConfig, PixelDiscriminator, ResnetGenerator, build_discriminator, build_generator,
 )
@@ -114,7 +114,7 @@ def load_file(path: PathLike, *, what: str = "model file") -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        reason = first_line(e)
         raise CheckpointError(f"cannot read {what} {path}: {reason} (truncated or not a PyTorch file?)") from None
 
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from cyclegan.errors import CheckpointError
+from cyclegan.errors import CheckpointError, first_line
 from cyclegan.models.networks import GeneratorConfig, build_generator
 from cyclegan.inference.pretrained import resolve
 from cyclegan.inference.authors import is_state_dict, load_file, single_generator
@@ -60,11 +60,6 @@ def sha256_state_dict(module: nn.Module) -> str:
         digest.update(name.encode())
         digest.update(t.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
-
-
-def _reason(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
@@ -129,7 +124,7 @@ def _peek(path: Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:
-        raise CheckpointError(f"cannot read checkpoint {path}: {_reason(e)}") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {first_line(e)}") from None
     if not isinstance(checkpoint, dict) or TRANSLATOR not in checkpoint:
         raise CheckpointError(f"{path} is not a cyclegan training checkpoint (no 'translator' entry)")
     return checkpoint

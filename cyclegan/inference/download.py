@@ -26,7 +26,7 @@ import urllib.request
 from pathlib import Path
 from typing import BinaryIO, Callable, Optional
 
-from cyclegan.errors import CycleGANError
+from cyclegan.errors import CycleGANError, first_line
 
 TIMEOUT_S = 15.0  # connect timeout, and the longest a read may stall
 CHUNK_SIZE = 1 << 16
@@ -110,7 +110,7 @@ def _reason(exc: BaseException) -> str:
         return "timed out"
     if isinstance(reason, OSError) and reason.strerror:
         return reason.strerror
-    return str(reason) or type(reason).__name__
+    return first_line(reason)
 
 
 def _content_range_start(header: Optional[str]) -> Optional[int]:

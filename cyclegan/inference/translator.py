@@ -31,7 +31,7 @@ from torch import nn
 
 from cyclegan.inference.checkpoints import generator_from_checkpoint, read_model_file
 from cyclegan.devices import inference_precision
-from cyclegan.errors import CheckpointError, TranslateError
+from cyclegan.errors import CheckpointError, TranslateError, first_line
 from cyclegan.data.images import finish_image, prepare_image, to_numpy_images, to_tensor
 from cyclegan.inference.pretrained import resolve
 from cyclegan.inference.authors import is_state_dict, single_generator
@@ -294,7 +294,7 @@ def load_exported(
     except CheckpointError:
         raise
     except Exception as e:  # noqa: BLE001 - each runtime has its own error types
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        reason = first_line(e)
         raise CheckpointError(f"cannot read exported model {path}: {reason}") from None
     if metadata is None:
         raise CheckpointError(f"{path} was not exported by `cyclegan export` (no {EXPORT_META_KEY} metadata)")

@@ -15,6 +15,8 @@ from pytorch_lightning import loggers
 from pytorch_lightning.loggers.logger import rank_zero_experiment
 from pytorch_lightning.utilities import rank_zero_only, rank_zero_warn
 
+from cyclegan.errors import first_line
+
 
 def wandb_login_found() -> bool:
     """True when an API key is in the environment or in the netrc file ``wandb login`` writes."""
@@ -107,7 +109,7 @@ class WandbLogger(loggers.WandbLogger):
                 if attempt == "disabled":
                     raise
                 fallback = "offline" if attempt == "as configured" and not self.offline else "disabled"
-                self._warn(f"W&B could not start {'offline' if self.offline else 'online'} ({_one_line(e)}); "
+                self._warn(f"W&B could not start {'offline' if self.offline else 'online'} ({first_line(e)}); "
                            f"continuing with W&B {fallback}")
                 _set_mode_before_start(self, fallback)
 
@@ -129,7 +131,7 @@ class WandbLogger(loggers.WandbLogger):
                 with open(path, "a") as f:
                     f.write(json.dumps({"step": step, **numbers}) + "\n")
             except OSError as e:
-                self._warn(f"cannot write {path} ({_one_line(e)})")
+                self._warn(f"cannot write {path} ({first_line(e)})")
         self._guard(super().log_metrics, metrics, step)
 
     def log_image(self, *args: Any, **kwargs: Any) -> None:
@@ -142,7 +144,7 @@ class WandbLogger(loggers.WandbLogger):
         try:
             fn(*args, **kwargs)
         except Exception as e:  # a full disk or a dead W&B process: warn once, keep training
-            self._warn(f"W&B logging failed ({_one_line(e)}); training continues, metrics go to metrics.jsonl")
+            self._warn(f"W&B logging failed ({first_line(e)}); training continues, metrics go to metrics.jsonl")
 
     def describe(self) -> str:
         """One line: where the run is and, offline, how to upload it."""
@@ -153,11 +155,6 @@ class WandbLogger(loggers.WandbLogger):
         if self.offline:
             return f"W&B run {run.id} logged offline to {run_dir}; upload it later with: wandb sync {run_dir}"
         return f"W&B run {run.id}: {run.url}"
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 # The one place that reaches into Lightning's WandbLogger: it has no public way to change
