@@ -28,7 +28,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cyclegan.inference.checkpoints import TRANSLATOR  # noqa: E402
+from cyclegan.training.state import TRANSLATOR  # noqa: E402
 from cyclegan.cli import commands  # noqa: E402
 from cyclegan.models.networks import GeneratorConfig, build_generator  # noqa: E402
 

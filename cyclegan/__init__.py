@@ -1,5 +1,6 @@
 """Unpaired image-to-image translation: CycleGAN and the one-generator baseline."""
 
+from cyclegan import _legacy
 from cyclegan.inference.checkpoints import load_generator
 from cyclegan.errors import CheckpointError, CycleGANError, DataError
 from cyclegan.models.networks import DiscriminatorConfig, GeneratorConfig
@@ -8,6 +9,8 @@ from cyclegan.inference.translator import load_translator, translate_image, tran
 # The training classes pull in Lightning, albumentations and torchmetrics (seconds of
 # start-up), which converting a folder never needs: they load on first access.
 _TRAINING = {"CycleGAN": ".training.cycle_gan", "Method1": ".training.method1", "UnpairedImageDataModule": ".data.datamodule"}
+
+_legacy.install()  # class paths of the old flat layout in saved configs (cyclegan.tracking.WandbLogger)
 
 
 def __getattr__(name: str):

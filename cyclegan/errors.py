@@ -1,8 +1,13 @@
-"""Errors a user can act on. Each derives from ``CycleGANError``; the command line catches
-that one base once (cli.main) and prints ``error: <message>`` in one line, exit code
-``error.exit_code``. Anything else is a bug and keeps its traceback."""
+"""Errors and warnings a user can act on. Each error derives from ``CycleGANError``; the command
+line catches that one base once (cli.app) and prints ``error: <message>`` in one line, exit code
+``error.exit_code``. Anything else is a bug and keeps its traceback. Warnings go through
+:func:`warn`, one line each."""
 
 from __future__ import annotations
+
+import logging
+
+_log = logging.getLogger("cyclegan")
 
 
 class CycleGANError(Exception):
@@ -42,3 +47,13 @@ def first_line(error: BaseException) -> str:
     line, or its type's name when it has none (a library's multi-line dump stays out)."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def warn(message: str) -> None:
+    """A warning the user can act on (a skipped update or file, a state that cannot come back),
+    as one line on the ``cyclegan`` logger: shown even while the CLI quiets Lightning's own info
+    lines; under DDP from rank 0 only (Lightning sets the rank where it runs; elsewhere it is 0)."""
+    from lightning_utilities.core.rank_zero import rank_zero_only  # tiny; Lightning's rank bookkeeping
+
+    if getattr(rank_zero_only, "rank", 0) == 0:
+        _log.warning(message)

@@ -55,3 +55,20 @@ def test_a_checkpoint_from_another_version_is_one_error_naming_the_file(tmp_path
     with pytest.raises(cyclegan.CheckpointError, match=r"newer\.ckpt: generator settings this version cannot build "
                                                         r"\(.*'attention'\)"):
         cyclegan.load_generator(path)
+
+
+def test_a_config_saved_by_the_flat_layout_still_loads(tiny_root, tmp_path):
+    # config.yaml of an earlier run names its logger by the module it lived in then.
+    from cyclegan.cli import build_cli
+    from cyclegan.training.wandb_logger import WandbLogger
+
+    saved = tmp_path / "config.yaml"
+    saved.write_text(
+        "model:\n  class_path: cyclegan.cycle_gan.CycleGAN\n"
+        "trainer:\n  logger:\n    class_path: cyclegan.tracking.WandbLogger\n    init_args:\n"
+        f"      save_dir: {tmp_path / 'runs'}\n"
+    )
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    cli = build_cli(["--config", str(saved), "--config", str(configs / "tiny.yaml"),
+                     "--data.root", str(tiny_root)], run=False)
+    assert type(cli.trainer.logger) is WandbLogger and type(cli.model) is cyclegan.CycleGAN

@@ -16,7 +16,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import albumentations as A
 import cv2
@@ -27,11 +27,8 @@ from pytorch_lightning.trainer.states import TrainerFn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
 
 from cyclegan.devices import usable_cpus
-from cyclegan.errors import DataError
-from cyclegan.training.base import warn
-from cyclegan.data.images import (  # noqa: F401 - the image helpers' old home; they live in images.py
-    IMAGE_EXTENSIONS, describe_error, image_problem, list_images, normalize_image, read_image, to_uint8, to_unit_range,
-)
+from cyclegan.errors import DataError, warn
+from cyclegan.data.images import albumentations_resize, describe_error, image_problem, list_images, read_image
 
 Preprocess = Literal["resize_and_crop", "crop", "scale_width_and_crop", "none"]
 
@@ -68,10 +65,8 @@ class _UpscaleSmall(A.ImageOnlyTransform):
         return cv2.resize(img, size, interpolation=cv2.INTER_CUBIC).reshape(size[1], size[0], *img.shape[2:])
 
 
-# Shrinking averages the pixels each output pixel covers (cv2 INTER_AREA); enlarging is bicubic.
-# cv2's plain INTER_CUBIC does not widen its kernel when shrinking, so detail aliases: 8-9 grey
-# levels from an exact area average at 256 -> 64 px on maps tiles, INTER_AREA 0.25 (bench/resize.py).
-_RESIZE = {"interpolation": cv2.INTER_CUBIC, "area_for_downscale": "image"}
+# The one resize rule (area average shrinking, bicubic enlarging), and why: cyclegan/data/images.py.
+_RESIZE = albumentations_resize()
 
 
 def build_transform(
@@ -184,6 +179,11 @@ class EpochSampler(DistributedSampler):
     def resume_at(self, epoch: int, position: int) -> None:
         self.epoch, self._resume = epoch, (epoch, position)
 
+    def start_position(self) -> int:
+        """Where the next iteration starts in its epoch (0, or the resume position in the resumed epoch)."""
+        epoch = self.epoch_of() if self.epoch_of is not None else self.epoch
+        return self._resume[1] if self._resume and self._resume[0] == epoch else 0
+
     def __iter__(self):
         if self.epoch_of is not None:
             self.epoch = self.epoch_of()
@@ -204,21 +204,30 @@ class ResumableDataLoader(DataLoader):
 
     The state is the epoch its :class:`EpochSampler` is in and the position training has
     reached in it (all ranks together); loading it makes the sampler skip what was trained
-    on. ``batches_done`` (set by the DataModule) says how many batches of this epoch were
-    trained on, and how many an epoch has: the loader cannot count that itself, as
-    Lightning fetches a batch ahead.
+    on. The loader cannot count the batches trained on as it yields them (Lightning fetches
+    a batch ahead): the DataModule counts each batch as it reaches training
+    (``on_after_batch_transfer``) in :attr:`batches_started`, which each epoch's iteration
+    starts at the resume position.
     """
 
-    batches_done = None  # () -> (batches trained on in this epoch, batches an epoch), or None outside fit
+    batches_started = 0  # batches of this epoch handed to training_step, the current one included
+    per_epoch: Callable[[], int | None] | None = None  # () -> batches an epoch has (the trainer's count); None outside fit
+
+    def __iter__(self):
+        self.batches_started = self.sampler.start_position() // self._per_batch()
+        return super().__iter__()
+
+    def _per_batch(self) -> int:
+        return self.batch_size * self.sampler.num_replicas  # places of the epoch one batch of all ranks takes
 
     def state_dict(self) -> dict[str, int]:
-        done = self.batches_done() if self.batches_done is not None else None
-        if done is None:
+        per_epoch = self.per_epoch() if self.per_epoch is not None else None
+        if per_epoch is None:
             return {}
-        batches, per_epoch = done
+        batches = self.batches_started
         if batches >= per_epoch:  # the epoch is done: the next starts afresh
             return {"epoch": self.sampler.epoch + 1, "position": 0}
-        return {"epoch": self.sampler.epoch, "position": batches * self.batch_size * self.sampler.num_replicas}
+        return {"epoch": self.sampler.epoch, "position": batches * self._per_batch()}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         if "epoch" in state:
@@ -275,6 +284,7 @@ class UnpairedImageDataModule(pl.LightningDataModule):
         self.train_set: UnpairedDataset | None = None
         self.val_set: UnpairedDataset | None = None
         self.seed: int | None = None  # of the training data's randomness; drawn in setup, restored on resume
+        self._train_loader: ResumableDataLoader | None = None
 
     def _folder(self, explicit: str | None, name: str) -> Path | None:
         if explicit:
@@ -321,15 +331,22 @@ class UnpairedImageDataModule(pl.LightningDataModule):
         sampler = EpochSampler(len(self.train_set), seed=self.seed, num_replicas=world, rank=rank,
                                epoch_of=(lambda: trainer.current_epoch) if trainer else None)
         loader = self._loader(self.train_set, sampler=sampler, batch_size=self.batch_size)
-        loader.batches_done = self._batches_done
+        loader.per_epoch = self._per_epoch
+        self._train_loader = loader
         return loader
 
-    def _batches_done(self) -> tuple[int, int] | None:
-        # Lightning's own count of the batches trained on (what it resumes batch_idx from).
+    def _per_epoch(self) -> int | None:
         trainer = self.trainer
         if trainer is None or trainer.state.fn != TrainerFn.FITTING:
             return None
-        return trainer.fit_loop.epoch_loop.batch_progress.current.processed, trainer.num_training_batches
+        return trainer.num_training_batches
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Count each training batch as it reaches ``training_step`` (Lightning calls this for the
+        batch about to be trained on, not for the one it fetches ahead)."""
+        if self.trainer is not None and self.trainer.training and self._train_loader is not None:
+            self._train_loader.batches_started += 1
+        return batch
 
     def state_dict(self) -> dict[str, int]:
         """The data seed, saved in every checkpoint (the position is the train loader's state)."""

@@ -2,15 +2,14 @@
 one to resume, reading them back once, and rebuilding generators from them. (Writing them,
 atomically and as ``last.ckpt``, is done by Lightning callbacks in :mod:`cyclegan.training.callbacks`.)
 
-What the models add to a checkpoint (pools, translator metadata) is written by
-:func:`cyclegan.training.base.save_training_state`; the keys are named there.
+What the models add to a checkpoint (pools, translator metadata) is named and written in
+:mod:`cyclegan.training.state` (which needs no Lightning either).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,29 +18,11 @@ from torch import nn
 
 from cyclegan.errors import CheckpointError, first_line
 from cyclegan.models.networks import GeneratorConfig, build_generator
+from cyclegan.training.state import TRANSLATOR, WANDB_RUN_ID
 from cyclegan.inference.pretrained import resolve
 from cyclegan.inference.authors import is_state_dict, load_file, single_generator
 
 Direction = Literal["a2b", "b2a"]
-# Entries this project adds to a Lightning checkpoint.
-WANDB_RUN_ID = "wandb_run_id"  # the W&B run that a resumed fit continues
-IMAGE_POOLS = "image_pools"  # Pools.state_dict(): {"a": ..., "b": ...}
-TRANSLATOR = "translator"  # translator_meta(): enough to rebuild the generators
-
-
-def translator_meta(module: Any, *, directions: dict[str, str]) -> dict[str, Any]:
-    """What a checkpoint needs to rebuild its generators without the training config.
-
-    ``directions`` maps "a2b"/"b2a" to the attribute holding that generator.
-    """
-    hp = module.hparams
-    return {
-        "kind": module.kind,
-        "generator": asdict(module.generator_config),
-        "input_nc": hp.input_nc,
-        "output_nc": hp.output_nc,
-        "directions": directions,
-    }
 
 
 def sha256_file(path: str | os.PathLike) -> str:

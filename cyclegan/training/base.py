@@ -1,48 +1,36 @@
-"""What both translators share, by import: optimizers and LR schedule, step counting, the
-non-finite guard, per-rank seeds, checkpoint state and the log keys every model writes.
+"""The LightningModule every translator stands on: optimizers and the LR schedule, step
+counting, logging cadence, the non-finite guard, per-rank seeds and the checkpoint state.
 
-Each LightningModule keeps its own ``training_step``; the pieces here are the lines that
-would otherwise stand twice, so that changing the checkpoint or pool format is one edit.
+A model (:class:`~cyclegan.training.cycle_gan.CycleGAN`, :class:`~cyclegan.training.method1.Method1`)
+builds its networks and writes its losses and its ``training_step``; everything else is here.
+Only public Lightning APIs are used (tests/test_architecture.py holds that).
 """
 
 from __future__ import annotations
 
-import logging
-import random
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict
-from typing import Any
+from typing import Any, ClassVar
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.core.optimizer import LightningOptimizer
-from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from cyclegan.inference.checkpoints import IMAGE_POOLS, TRANSLATOR, translator_meta
-from cyclegan.errors import NonFiniteLossError
+from cyclegan.errors import NonFiniteLossError, warn
+from cyclegan.models.augment import DiffAugment
 from cyclegan.models.image_pool import Pools
 from cyclegan.models.losses import DiscriminatorLoss
 from cyclegan.models.networks import DiscriminatorConfig, GeneratorConfig
+from cyclegan.training import state
+from cyclegan.training.lightning_internals import batches_that_stepped
 
-_log = logging.getLogger("cyclegan")
-
-
-@rank_zero_only
-def warn(message: str) -> None:
-    """A warning the user can act on (a skipped update or file, a state that cannot come back):
-    shown even while the CLI quiets Lightning's own info lines; once, from rank 0."""
-    _log.warning(message)
-
-# Checkpoint entries beside Lightning's own (read back by cyclegan.inference.checkpoints).
-RANK_STATES = "rank_states"  # per-rank RNG states and pools, for an exact resume (save_training_state)
 # Key of training_step's output: {discriminator name: patch accuracy}, read by TrainingHealth.
 D_ACCURACY = "d_accuracy"
 
 
-# ---------------------------------------------------------------------------- construction
 def network_configs(
     generator: GeneratorConfig | Mapping[str, Any], discriminator: DiscriminatorConfig | Mapping[str, Any],
 ) -> tuple[GeneratorConfig, DiscriminatorConfig]:
@@ -53,19 +41,135 @@ def network_configs(
     )
 
 
-def store_network_configs(module: pl.LightningModule, generator: GeneratorConfig,
-                          discriminator: DiscriminatorConfig) -> None:
-    """After ``save_hyperparameters``: plain dicts in the checkpoint, so it loads with
-    ``torch.load(weights_only=True)``; manual optimization (one G and one D update per step)."""
-    module.hparams.update(generator=asdict(generator), discriminator=asdict(discriminator))
-    module.automatic_optimization = False
-    module.generator_config = generator
+class TranslationModel(pl.LightningModule):
+    """Shared by every translator. A model's ``__init__`` reads, in this order::
+
+        super().__init__()
+        self.save_hyperparameters()                 # the model's own arguments
+        generator, discriminator = self.keep_network_configs(generator, discriminator)
+        self.G_AB = ...; self.D_B = ...             # its networks (weights drawn first)
+        self.setup_training(generators=[self.G_AB], discriminators=[self.D_B], pools=("b",))
+
+    and its ``training_step`` updates the generators with ``opt_g.step()`` and the
+    discriminators with :meth:`step_discriminators`, so that ``global_step`` counts iterations.
+    The arguments every model has (``lr``, ``lr_d``, ``beta1``, ``beta2``, ``n_epochs``,
+    ``n_epochs_decay``, ``pool_size``, ``compile``, ``max_nonfinite``, ``diff_augment``,
+    ``input_nc``, ``output_nc``) are read from ``self.hparams``; each model still lists them
+    in its signature, as LightningCLI builds ``--model.init_args.*`` from that signature.
+    """
+
+    kind: ClassVar[str]  # "cyclegan", "method1": run folders, checkpoint checks, W&B tags
+    directions: ClassVar[dict[str, str]]  # "a2b"/"b2a" -> the attribute holding that generator
+
+    # ------------------------------------------------------------------------ construction
+    def keep_network_configs(self, generator: GeneratorConfig | Mapping[str, Any],
+                             discriminator: DiscriminatorConfig | Mapping[str, Any]) -> tuple[GeneratorConfig, DiscriminatorConfig]:
+        """After ``save_hyperparameters``: plain dicts in the checkpoint (it loads with
+        ``torch.load(weights_only=True)``) and manual optimization (one G and one D update per step)."""
+        generator, discriminator = network_configs(generator, discriminator)
+        self.hparams.update(generator=asdict(generator), discriminator=asdict(discriminator))
+        self.automatic_optimization = False
+        self.generator_config = generator
+        return generator, discriminator
+
+    def setup_training(self, *, generators: list[nn.Module], discriminators: list[nn.Module],
+                       pools: tuple[str, ...]) -> None:
+        """The discriminators' augmentation, the guard and the image pools (named by the domain
+        of the fakes they hold). Called after the networks are built: the pools draw their
+        seeds from torch's RNG after the weights, so a seed gives the same run as before."""
+        hp = self.hparams
+        self._generators, self._discriminators = list(generators), list(discriminators)
+        self.augment = DiffAugment(hp.get("diff_augment", ()))  # what the discriminators see while training
+        self.guard = NonFiniteGuard(patience=hp.max_nonfinite)
+        self.pools = Pools(hp.pool_size, *pools)
+        self._resume_rank_states: Mapping[str, Any] | None = None
+        self.batches_trained = 0  # training batches so far, this one included (checkpointed)
+
+    def configure_model(self) -> None:
+        if self.hparams.compile:  # in place: parameter names, and so checkpoints, stay the same
+            for net in [*self._generators, *self._discriminators]:
+                net.compile()
+
+    def forward(self, real_a: torch.Tensor) -> torch.Tensor:
+        """A -> B translation, (N, C_a, H, W) -> (N, C_b, H, W), both in [-1, 1]."""
+        return self._generators[0](real_a)
+
+    # ------------------------------------------------------------------------ optimizers
+    def configure_optimizers(self):
+        return adam_with_linear_decay(
+            itertools.chain.from_iterable(g.parameters() for g in self._generators),
+            itertools.chain.from_iterable(d.parameters() for d in self._discriminators),
+            self.hparams,
+        )
+
+    def step_discriminators(self, opt_d: LightningOptimizer) -> None:
+        """``opt_d.step()`` without counting it in ``global_step``.
+
+        With manual optimization Lightning counts every ``LightningOptimizer.step()``, so a G and
+        a D update would count two steps and halve ``max_steps`` (Lightning issue #17958).
+        The strategy's public ``optimizer_step`` is what ``LightningOptimizer.step`` calls between
+        its two counting hooks: the same update (precision plugin, closure, hooks), uncounted.
+        """
+        self.trainer.strategy.optimizer_step(opt_d.optimizer, closure=_no_closure)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self.batches_trained += 1
+        set_epoch(self)
+
+    # ------------------------------------------------------------------------ logging
+    def logs_due(self) -> bool:
+        """Whether this iteration's logs reach a logger, by Lightning's rule: every
+        ``log_every_n_steps``-th batch, and the last. Lightning counts batches here, not
+        ``global_step`` (an iteration whose update was skipped counts), so :attr:`batches_trained`
+        counts them too, this one included. Other iterations skip building ~20 values (about
+        5 ms a step through ``log_dict``, plus the gradient norm); the progress bar then shows
+        the values of the last logged iteration."""
+        if self._trainer is None:  # a step called outside a Trainer
+            return True
+        trainer = self.trainer
+        if trainer.log_every_n_steps == 0:
+            return False
+        return self.batches_trained % trainer.log_every_n_steps == 0 or trainer.should_stop
+
+    def log_training_step(self, logs: dict[str, torch.Tensor], *, opt_g: LightningOptimizer,
+                          opt_d: LightningOptimizer, loss_g: torch.Tensor, loss_d: torch.Tensor,
+                          batch_size: int) -> None:
+        """Log one iteration: the model's own terms (``logs``) and what every model logs (G's
+        gradient norm, both learning rates, skipped updates); ``loss_g``, ``loss_d`` on the progress bar.
+        The generator gradients are still those of this iteration's update (D's backward leaves them alone)."""
+        self.log_dict({
+            **logs, "train/grad_norm_g": grad_norm(p for g in self._generators for p in g.parameters()),
+            "train/lr_g": opt_g.param_groups[0]["lr"], "train/lr_d": opt_d.param_groups[0]["lr"],
+            "train/skipped_updates": float(self.guard.skipped),
+        }, on_step=True, on_epoch=False, batch_size=batch_size)
+        self.log_dict({"loss_g": loss_g, "loss_d": loss_d}, prog_bar=True, logger=False, batch_size=batch_size)
+
+    # ------------------------------------------------------------------------ checkpoint state
+    def on_fit_start(self) -> None:
+        """Give each DDP process its own random stream (pool decisions, dropout), or, when
+        resuming, give each its own saved one back. Every rank starts from the same seed (so the
+        networks start identical); without an offset, all ranks would make the same pool choices.
+        (The data's randomness has its own seeds per item, see :class:`cyclegan.data.datamodule.EpochSampler`.)"""
+        saved, self._resume_rank_states = self._resume_rank_states, None
+        world, rank = self.trainer.world_size, self.global_rank
+        if saved is not None and state.restore_rank_state(self.pools, saved, world=world, rank=rank):
+            return
+        if world > 1:
+            torch.manual_seed(torch.initial_seed() + rank)
+            self.pools.reseed(torch.initial_seed())
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state.save_training_state(checkpoint, self, self.pools)
+        checkpoint[state.BATCHES_TRAINED] = self.batches_trained
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._resume_rank_states = state.load_pools(checkpoint, self.pools)
+        saved = checkpoint.get(state.BATCHES_TRAINED)
+        self.batches_trained = saved if saved is not None else batches_that_stepped(checkpoint) or 0
 
 
-def compile_in_place(*nets: nn.Module) -> None:
-    """``torch.compile`` each network in place: parameter names, and so checkpoints, stay the same."""
-    for net in nets:
-        net.compile()
+def _no_closure() -> None:
+    """The closure of a manual-optimization step: backward has already run."""
 
 
 # ---------------------------------------------------------------------------- optimizers
@@ -127,39 +231,10 @@ def set_epoch(module: pl.LightningModule) -> None:
             scheduler.step()  # last_epoch = epoch; lr = base_lr * factor(epoch)
 
 
-def count_iterations_not_optimizer_steps(opt_d: LightningOptimizer) -> None:
-    """Make ``trainer.global_step`` count training iterations (one G and one D update).
-
-    With manual optimization Lightning counts every ``optimizer.step()``, so two optimizers
-    would double ``global_step`` and halve ``max_steps`` (Lightning issue #17958). The
-    discriminator optimizer's step hooks only do that bookkeeping (and profiling), so they
-    are silenced; the generator step still counts. Lightning re-installs the hooks before
-    every batch, so call this at the start of each training step.
-    """
-    opt_d._on_before_step = opt_d._on_after_step = lambda: None
-
-
 def grad_norm(parameters: Iterable[torch.nn.Parameter]) -> torch.Tensor:
     """L2 norm of all gradients together: a generator whose gradient vanishes stops learning."""
     grads = [p.grad for p in parameters if p.grad is not None]
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads else torch.zeros(())
-
-
-def offset_seeds_per_rank(module: pl.LightningModule, pools: Pools) -> None:
-    """Give each DDP process its own random stream (pool decisions, dropout), or, when resuming,
-    give each its own saved one back (see :func:`load_training_state`). Called at fit start.
-
-    Every rank starts from the same seed (so the networks start identical); without an
-    offset, all ranks would make the same pool choices. (The data's randomness has its own
-    seeds per item, see :class:`cyclegan.data.datamodule.EpochSampler`.)
-    """
-    resumed = getattr(module, "_resume_rank_states", None)
-    module._resume_rank_states = None
-    if resumed is not None and restore_rank_state(module, pools, resumed):
-        return
-    if module.trainer.world_size > 1:
-        torch.manual_seed(torch.initial_seed() + module.global_rank)
-        pools.reseed(torch.initial_seed())
 
 
 # ---------------------------------------------------------------------------- non-finite guard
@@ -199,114 +274,9 @@ class NonFiniteGuard:
         self.in_a_row = 0
 
 
-# ---------------------------------------------------------------------------- logging
 def discriminator_logs(name: str, d: DiscriminatorLoss) -> dict[str, torch.Tensor]:
     """``train/loss_d_<name>`` and D's mean score on real and on pooled fake images, and its patch accuracy."""
     return {
         f"train/loss_d_{name}": d.loss.detach(), f"train/d_{name}_real": d.score_real,
         f"train/d_{name}_fake": d.score_fake, f"train/d_{name}_acc": d.accuracy,
     }
-
-
-def logs_due(module: pl.LightningModule) -> bool:
-    """Whether this iteration's logs reach a logger: every ``log_every_n_steps``-th iteration
-    (and the last), by Lightning's own rule. Other iterations skip building ~20 values
-    (about 5 ms a step through ``log_dict``, plus the gradient norm); the progress bar then
-    shows the values of the last logged iteration."""
-    trainer = module._trainer
-    if trainer is None:  # a step called outside a Trainer
-        return True
-    return trainer._logger_connector.should_update_logs
-
-
-def log_training_step(
-    module: pl.LightningModule, logs: dict[str, torch.Tensor], *, opt_g: LightningOptimizer,
-    opt_d: LightningOptimizer, generator_params: Iterable[torch.nn.Parameter], guard: NonFiniteGuard,
-    loss_g: torch.Tensor, loss_d: torch.Tensor, batch_size: int,
-) -> None:
-    """Log one iteration: the model's own terms (``logs``) and what every model logs (G's
-    gradient norm, both learning rates, skipped updates); ``loss_g``, ``loss_d`` on the progress bar.
-    The generator gradients are still those of this iteration's update (D's backward leaves them alone)."""
-    module.log_dict({
-        **logs, "train/grad_norm_g": grad_norm(generator_params),
-        "train/lr_g": opt_g.param_groups[0]["lr"], "train/lr_d": opt_d.param_groups[0]["lr"],
-        "train/skipped_updates": float(guard.skipped),
-    }, on_step=True, on_epoch=False, batch_size=batch_size)
-    module.log_dict({"loss_g": loss_g, "loss_d": loss_d}, prog_bar=True, logger=False, batch_size=batch_size)
-
-
-# ---------------------------------------------------------------------------- checkpoint state
-def save_training_state(checkpoint: dict[str, Any], module: pl.LightningModule, pools: Pools, *,
-                        directions: dict[str, str]) -> None:
-    """Add the image pools, every rank's random state and the translator metadata to a
-    checkpoint being written (on every rank at once, as Lightning saves; rank 0 writes it).
-
-    ``image_pools`` holds rank 0's pools (what older code reads); ``rank_states`` the
-    global RNG states of every rank and the pools of ranks 1 and up.
-    """
-    own = {"rng": rng_states(), "pools": pools.state_dict() if module.global_rank > 0 else None}
-    states = gather_to_rank_zero(module, own)
-    checkpoint[IMAGE_POOLS] = pools.state_dict()
-    checkpoint[RANK_STATES] = {"world_size": len(states), "rng": [s["rng"] for s in states],
-                               "pools": [s["pools"] for s in states]}
-    checkpoint[TRANSLATOR] = translator_meta(module, directions=directions)
-
-
-def load_training_state(checkpoint: dict[str, Any], pools: Pools, module: pl.LightningModule | None = None) -> None:
-    """Restore rank 0's image pools now (checkpoints from before pools were saved have none)
-    and keep the per-rank states for fit start, where :func:`offset_seeds_per_rank` applies
-    them: restoring the global RNG here would also hit ``load_from_checkpoint`` callers."""
-    if IMAGE_POOLS in checkpoint:
-        pools.load_state_dict(checkpoint[IMAGE_POOLS])
-    if module is not None:
-        module._resume_rank_states = checkpoint.get(RANK_STATES)  # None in older checkpoints: resume as before
-
-
-def gather_to_rank_zero(module: pl.LightningModule, obj: Any) -> list[Any]:
-    """Every rank's ``obj``, in rank order, on rank 0 (others get ``[obj]``: they write nothing)."""
-    world = module.trainer.world_size if module._trainer is not None else 1
-    if world == 1 or not torch.distributed.is_initialized():
-        return [obj]
-    out = [None] * world if module.global_rank == 0 else None
-    torch.distributed.gather_object(obj, out, dst=0)
-    return out if out is not None else [obj]
-
-
-def restore_rank_state(module: pl.LightningModule, pools: Pools, saved: dict[str, Any]) -> bool:
-    """Put this rank's saved RNG states (and, for ranks > 0, pools) back; False if the world size
-    changed, after saying in one line what cannot be restored."""
-    world, rank = module.trainer.world_size, module.global_rank
-    if saved["world_size"] != world:
-        warn(f"warning: the checkpoint was written by {saved['world_size']} process(es), this run has "
-                       f"{world}: the random states of each process and the image pools of processes other than "
-                       "the first cannot be restored (the data continues at the same place); continuing")
-        return False
-    if rank > 0:
-        pools.load_state_dict(saved["pools"][rank])
-    set_rng_states(saved["rng"][rank])
-    return True
-
-
-def rng_states() -> dict[str, Any]:
-    """The global torch (CPU and CUDA), numpy and Python RNG states, as tensors and plain
-    data only (checkpoints load with ``weights_only=True``)."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    version, internal, py_gauss = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        # This process's device only: reading all would create a CUDA context on every GPU.
-        "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() and torch.cuda.is_initialized() else None,
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
-        "python": {"version": version, "state": list(internal), "gauss": py_gauss},
-    }
-
-
-def set_rng_states(states: Mapping[str, Any]) -> None:
-    torch.set_rng_state(states["torch"])
-    if states["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state(states["cuda"])
-    n = states["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-    p = states["python"]
-    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))

@@ -9,25 +9,18 @@ judges domain B); here each discriminator is named after the domain it judges.
 
 from __future__ import annotations
 
-import itertools
 from typing import Any, NamedTuple
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from cyclegan.models.augment import DiffAugment, DiffAugmentOp
-from cyclegan.models.image_pool import Pools
+from cyclegan.models.augment import DiffAugmentOp
 from cyclegan.models.losses import GanMode, discriminator_loss, gan_loss
 from cyclegan.models.networks import (
     DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator, call_batched, init_weights,
     samples_independent,
 )
-from cyclegan.training.base import (
-    D_ACCURACY, NonFiniteGuard, adam_with_linear_decay, compile_in_place, count_iterations_not_optimizer_steps,
-    discriminator_logs, load_training_state, log_training_step, logs_due, network_configs, offset_seeds_per_rank,
-    save_training_state, set_epoch, store_network_configs,
-)
+from cyclegan.training.base import D_ACCURACY, TranslationModel, discriminator_logs, network_configs
 
 
 class GeneratorLosses(NamedTuple):
@@ -38,7 +31,7 @@ class GeneratorLosses(NamedTuple):
     fake_b: torch.Tensor  # G(a), (N, C_b, H, W), for D_B
 
 
-class CycleGAN(pl.LightningModule):
+class CycleGAN(TranslationModel):
     """Two generators and two discriminators trained with adversarial, cycle and identity losses.
 
     Generator objective (Eqn. 3 of the paper, plus the identity term of Sec. 5.2):
@@ -72,6 +65,7 @@ class CycleGAN(pl.LightningModule):
     """
 
     kind = "cyclegan"
+    directions = {"a2b": "G_AB", "b2a": "G_BA"}
 
     def __init__(
         self,
@@ -103,26 +97,16 @@ class CycleGAN(pl.LightningModule):
         if lambda_identity > 0 and input_nc != output_nc:
             raise ValueError(f"the identity loss needs input_nc == output_nc (got {input_nc}, {output_nc}); set lambda_identity: 0")
         self.save_hyperparameters()
-        store_network_configs(self, generator, discriminator)
+        generator, discriminator = self.keep_network_configs(generator, discriminator)
 
         self.G_AB = init_weights(build_generator(generator, input_nc=input_nc, output_nc=output_nc), gain=init_gain)
         self.G_BA = init_weights(build_generator(generator, input_nc=output_nc, output_nc=input_nc), gain=init_gain)
         self.D_A = init_weights(build_discriminator(discriminator, input_nc=input_nc), gain=init_gain)
         self.D_B = init_weights(build_discriminator(discriminator, input_nc=output_nc), gain=init_gain)
-        self.augment = DiffAugment(diff_augment)  # what D_A and D_B see while training; off by default
-        self.guard = NonFiniteGuard(patience=max_nonfinite)
+        self.setup_training(generators=[self.G_AB, self.G_BA], discriminators=[self.D_A, self.D_B], pools=("a", "b"))
         self._g_batchable = samples_independent(self.G_AB)
         self._d_batchable = samples_independent(self.D_A)
-        self.pools = Pools(pool_size, "a", "b")
         self.pool_a, self.pool_b = self.pools["a"], self.pools["b"]  # fakes of A, for D_A; fakes of B, for D_B
-
-    def configure_model(self) -> None:
-        if self.hparams.compile:
-            compile_in_place(self.G_AB, self.G_BA, self.D_A, self.D_B)
-
-    def forward(self, real_a: torch.Tensor) -> torch.Tensor:
-        """A -> B translation, (N, C_a, H, W) -> (N, C_b, H, W), both in [-1, 1]."""
-        return self.G_AB(real_a)
 
     def generator_losses(self, real_a: torch.Tensor, real_b: torch.Tensor) -> GeneratorLosses:
         """Every term of L_G, weighted, plus their sum under ``loss_g``; also the fakes for D.
@@ -156,7 +140,6 @@ class CycleGAN(pl.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any] | None:
         real_a, real_b = batch["A"], batch["B"]  # (N, C, H, W) each, in [-1, 1]
         opt_g, opt_d = self.optimizers()
-        count_iterations_not_optimizer_steps(opt_d)
 
         # 1. Generators, with D_A and D_B frozen (toggling drops them from autograd).
         with self.toggled_optimizer(opt_g):
@@ -177,15 +160,14 @@ class CycleGAN(pl.LightningModule):
             if self.guard.finite(self, {"loss_d_a": d_a.loss, "loss_d_b": d_b.loss}):
                 opt_d.zero_grad(set_to_none=True)
                 self.manual_backward(d_a.loss + d_b.loss)
-                opt_d.step()
+                self.step_discriminators(opt_d)  # not counted: global_step counts iterations
                 self.guard.step_done()
 
-        if logs_due(self):
+        if self.logs_due():
             logs = {f"train/{k}": v.detach() for k, v in g.losses.items()}
-            log_training_step(self, {**logs, **discriminator_logs("a", d_a), **discriminator_logs("b", d_b)},
-                              opt_g=opt_g, opt_d=opt_d, guard=self.guard, loss_g=logs["train/loss_g"],
-                              generator_params=itertools.chain(self.G_AB.parameters(), self.G_BA.parameters()),
-                              loss_d=d_a.loss.detach() + d_b.loss.detach(), batch_size=real_a.shape[0])
+            self.log_training_step({**logs, **discriminator_logs("a", d_a), **discriminator_logs("b", d_b)},
+                                   opt_g=opt_g, opt_d=opt_d, loss_g=logs["train/loss_g"],
+                                   loss_d=d_a.loss.detach() + d_b.loss.detach(), batch_size=real_a.shape[0])
         return {D_ACCURACY: {"D_A": d_a.accuracy, "D_B": d_b.accuracy}}  # for the TrainingHealth callback
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
@@ -198,22 +180,3 @@ class CycleGAN(pl.LightningModule):
         """Columns of the sample grid: a | G(a) | F(G(a)) | b | F(b) | G(F(b)), each (N, C, H, W)."""
         fake_b, fake_a = self.G_AB(real_a), self.G_BA(real_b)
         return [real_a, fake_b, self.G_BA(fake_b), real_b, fake_a, self.G_AB(fake_a)]
-
-    def configure_optimizers(self):
-        return adam_with_linear_decay(
-            itertools.chain(self.G_AB.parameters(), self.G_BA.parameters()),
-            itertools.chain(self.D_A.parameters(), self.D_B.parameters()),
-            self.hparams,
-        )
-
-    def on_fit_start(self) -> None:
-        offset_seeds_per_rank(self, self.pools)
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        set_epoch(self)
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        save_training_state(checkpoint, self, self.pools, directions={"a2b": "G_AB", "b2a": "G_BA"})
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        load_training_state(checkpoint, self.pools, self)

@@ -9,24 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from cyclegan.models.augment import DiffAugment, DiffAugmentOp
-from cyclegan.models.image_pool import Pools
+from cyclegan.models.augment import DiffAugmentOp
 from cyclegan.models.losses import GanMode, discriminator_loss, gan_loss
 from cyclegan.models.networks import (
     DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator, init_weights, samples_independent,
 )
-from cyclegan.training.base import (
-    D_ACCURACY, NonFiniteGuard, adam_with_linear_decay, compile_in_place, count_iterations_not_optimizer_steps,
-    discriminator_logs, load_training_state, log_training_step, logs_due, network_configs, offset_seeds_per_rank,
-    save_training_state, set_epoch, store_network_configs,
-)
+from cyclegan.training.base import D_ACCURACY, TranslationModel, discriminator_logs, network_configs
 
 
-class Method1(pl.LightningModule):
+class Method1(TranslationModel):
     """L_G = L_GAN(G_AB, D_B) [+ lambda_b * lambda_identity * ||G_AB(b) - b||_1];
     L_D = 0.5 * (L(D_B(b), 1) + L(D_B(pool(G_AB(a))), 0)).
 
@@ -36,6 +30,7 @@ class Method1(pl.LightningModule):
     """
 
     kind = "method1"
+    directions = {"a2b": "G_AB"}
 
     def __init__(
         self,
@@ -63,22 +58,13 @@ class Method1(pl.LightningModule):
         super().__init__()
         generator, discriminator = network_configs(generator, discriminator)
         self.save_hyperparameters()
-        store_network_configs(self, generator, discriminator)
+        generator, discriminator = self.keep_network_configs(generator, discriminator)
 
         self.G_AB = init_weights(build_generator(generator, input_nc=input_nc, output_nc=output_nc), gain=init_gain)
         self.D_B = init_weights(build_discriminator(discriminator, input_nc=output_nc), gain=init_gain)
-        self.augment = DiffAugment(diff_augment)  # what D_B sees while training; off by default
-        self.guard = NonFiniteGuard(patience=max_nonfinite)
+        self.setup_training(generators=[self.G_AB], discriminators=[self.D_B], pools=("b",))
         self._d_batchable = samples_independent(self.D_B)
-        self.pools = Pools(pool_size, "b")
         self.pool_b = self.pools["b"]  # fakes of B, for D_B
-
-    def configure_model(self) -> None:
-        if self.hparams.compile:
-            compile_in_place(self.G_AB, self.D_B)
-
-    def forward(self, real_a: torch.Tensor) -> torch.Tensor:
-        return self.G_AB(real_a)
 
     def generator_losses(self, real_a: torch.Tensor, real_b: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """The weighted terms of L_G, and the fake G(a) that D_B judges next."""
@@ -91,7 +77,6 @@ class Method1(pl.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any] | None:
         real_a, real_b = batch["A"], batch["B"]  # (N, C, H, W) each, in [-1, 1]
         opt_g, opt_d = self.optimizers()
-        count_iterations_not_optimizer_steps(opt_d)
 
         with self.toggled_optimizer(opt_g):  # D_B frozen
             terms, fake_b = self.generator_losses(real_a, real_b)
@@ -109,15 +94,14 @@ class Method1(pl.LightningModule):
             if self.guard.finite(self, {"loss_d_b": d_b.loss}):
                 opt_d.zero_grad(set_to_none=True)
                 self.manual_backward(d_b.loss)
-                opt_d.step()
+                self.step_discriminators(opt_d)  # not counted: global_step counts iterations
                 self.guard.step_done()
 
-        if logs_due(self):
+        if self.logs_due():
             logs = {"train/loss_g": loss_g.detach(), **{f"train/{k}": v.detach() for k, v in terms.items()},
                     **discriminator_logs("b", d_b)}
-            log_training_step(self, logs, opt_g=opt_g, opt_d=opt_d, generator_params=self.G_AB.parameters(),
-                              guard=self.guard, loss_g=loss_g.detach(), loss_d=d_b.loss.detach(),
-                              batch_size=real_a.shape[0])
+            self.log_training_step(logs, opt_g=opt_g, opt_d=opt_d, loss_g=loss_g.detach(), loss_d=d_b.loss.detach(),
+                                   batch_size=real_a.shape[0])
         return {D_ACCURACY: {"D_B": d_b.accuracy}}  # for the TrainingHealth callback
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
@@ -129,18 +113,3 @@ class Method1(pl.LightningModule):
     def sample_columns(self, real_a: torch.Tensor, real_b: torch.Tensor) -> list[torch.Tensor]:
         """Columns of the sample grid: a | G(a), each (N, C, H, W)."""
         return [real_a, self.G_AB(real_a)]
-
-    def configure_optimizers(self):
-        return adam_with_linear_decay(self.G_AB.parameters(), self.D_B.parameters(), self.hparams)
-
-    def on_fit_start(self) -> None:
-        offset_seeds_per_rank(self, self.pools)
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        set_epoch(self)
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        save_training_state(checkpoint, self, self.pools, directions={"a2b": "G_AB"})
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        load_training_state(checkpoint, self.pools, self)

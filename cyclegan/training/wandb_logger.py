@@ -16,6 +16,7 @@ from pytorch_lightning.loggers.logger import rank_zero_experiment
 from pytorch_lightning.utilities import rank_zero_only, rank_zero_warn
 
 from cyclegan.errors import first_line
+from cyclegan.training.lightning_internals import drop_wandb_anonymous, set_wandb_mode
 
 
 def wandb_login_found() -> bool:
@@ -27,6 +28,21 @@ def wandb_login_found() -> bool:
         return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
     except (FileNotFoundError, netrc.NetrcParseError, OSError):
         return False
+
+
+def run_folder(run: Any) -> Path:
+    """The local folder of a started ``wandb`` run, the one ``wandb sync`` uploads (``run.dir`` is its ``files/``)."""
+    return Path(run.dir).parent
+
+
+def where_is(run: Any, offline: bool) -> str:
+    """One line saying where a started ``wandb`` run is: its local folder when offline, else its page.
+
+    The one wording for every command that logs to W&B (``fit`` through :meth:`WandbLogger.describe`,
+    ``evaluate`` and ``compare`` through :func:`cyclegan.evaluation.report.describe_run`)."""
+    if offline:
+        return f"W&B: run {run.id} offline in {run_folder(run)}"
+    return f"W&B: run {run.id} at {run.url}"
 
 
 class WandbLogger(loggers.WandbLogger):
@@ -73,7 +89,8 @@ class WandbLogger(loggers.WandbLogger):
             # where the run is and how to sync it once, itself.
             settings={"silent": silent},
         )
-        _drop_anonymous(self)
+        drop_wandb_anonymous(self)
+        self._mode = "offline" if offline else None  # or what a failed start fell back to
         self._folder = folder
         self._warned: set[str] = set()
 
@@ -90,11 +107,11 @@ class WandbLogger(loggers.WandbLogger):
 
     @property
     def offline(self) -> bool:
-        return _offline_flag(self) or os.environ.get("WANDB_MODE") in ("offline", "dryrun")
+        return self._mode == "offline" or os.environ.get("WANDB_MODE") in ("offline", "dryrun")
 
     @property
     def disabled(self) -> bool:
-        return _mode(self) == "disabled"
+        return self._mode == "disabled"
 
     # W&B must never stop training: if it cannot start online (unreachable, bad key), it
     # falls back to offline; if that fails too (full disk), to disabled. Metrics go to
@@ -111,7 +128,8 @@ class WandbLogger(loggers.WandbLogger):
                 fallback = "offline" if attempt == "as configured" and not self.offline else "disabled"
                 self._warn(f"W&B could not start {'offline' if self.offline else 'online'} ({first_line(e)}); "
                            f"continuing with W&B {fallback}")
-                _set_mode_before_start(self, fallback)
+                set_wandb_mode(self, fallback)
+                self._mode = fallback
 
     def _warn(self, message: str) -> None:
         if message not in self._warned:
@@ -147,40 +165,11 @@ class WandbLogger(loggers.WandbLogger):
             self._warn(f"W&B logging failed ({first_line(e)}); training continues, metrics go to metrics.jsonl")
 
     def describe(self) -> str:
-        """One line: where the run is and, offline, how to upload it."""
+        """One line: where the run is (:func:`where_is`), or where the metrics go when W&B is disabled.
+
+        Starts the run first: a run that cannot start falls back to offline or disabled, and
+        the line says what it became."""
         run = self.experiment
         if self.disabled:
-            return f"W&B disabled; metrics are in {self._local_metrics_file()}"
-        run_dir = Path(run.dir).parent  # run.dir is <run folder>/files
-        if self.offline:
-            return f"W&B run {run.id} logged offline to {run_dir}; upload it later with: wandb sync {run_dir}"
-        return f"W&B run {run.id}: {run.url}"
-
-
-# The one place that reaches into Lightning's WandbLogger: it has no public way to change
-# the mode of a run that has not started (``offline`` is fixed at construction, the
-# ``wandb.init`` arguments live in ``_wandb_init``), and a failed start leaves ``_experiment``
-# unset so that the next ``experiment`` access tries again. tests/test_tracking.py checks
-# these names against the installed Lightning.
-def _set_mode_before_start(logger: loggers.WandbLogger, mode: str) -> None:
-    """Make the next ``logger.experiment`` start the W&B run ``offline`` or ``disabled``."""
-    logger._offline = mode == "offline"
-    if mode == "disabled":
-        logger._wandb_init["mode"] = "disabled"
-    logger._experiment = None
-
-
-def _drop_anonymous(logger: loggers.WandbLogger) -> None:
-    """Lightning passes ``anonymous=None`` to ``wandb.init``, which warns that the setting has no
-    effect whatever its value: leave it out."""
-    logger._wandb_init.pop("anonymous", None)
-
-
-def _mode(logger: loggers.WandbLogger) -> str | None:
-    """The mode ``wandb.init`` is (or will be) called with, if one was set."""
-    return logger._wandb_init.get("mode")
-
-
-def _offline_flag(logger: loggers.WandbLogger) -> bool:
-    """Whether the logger was made (or has since been set) offline."""
-    return logger._offline
+            return f"W&B: disabled (every logged number is in {self._local_metrics_file() or 'metrics.jsonl'})"
+        return where_is(run, self.offline)
