@@ -23,7 +23,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cyclegan.data.datamodule import list_images  # noqa: E402
+from cyclegan.data.images import list_images  # noqa: E402
 
 INPUT_ROW = "ref: input unchanged"  # the row name `cyclegan evaluate` gives the unchanged input
 
@@ -74,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
 
     columns = strip(args.input, args.output, args.strip, count=args.count, size=args.size, scale=args.scale)
     metrics = json.loads(args.metrics.read_text())
-    summary, kinds = metrics["summary"], metrics.get("kinds", {})
-    models = [name for name, kind in kinds.items() if kind == "model"] or [n for n in summary if not n.startswith("ref:")]
+    summary, row_types = metrics["summary"], metrics.get("kinds", {})  # "kinds": model or reference per row
+    models = [name for name, row_type in row_types.items() if row_type == "model"] or [n for n in summary if not n.startswith("ref:")]
     if len(models) != 1 or INPUT_ROW not in summary:
         raise SystemExit(f"{args.metrics}: expected one model row and {INPUT_ROW!r}, got {sorted(summary)}")
     card = metrics.get("card", {})

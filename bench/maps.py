@@ -382,8 +382,8 @@ def main(argv: list[str] | None = None) -> int:
         "train_seconds": {k: v and round(v, 1) for k, v in seconds.items()}, "eval_seconds": round(eval_seconds, 1),
         "total_seconds": round(time.perf_counter() - started, 1),
         "cyclegan_beats_method1": verdict.startswith("CycleGAN beats"),
-        "models": {k: v for k, v in ev.summary.items() if ev.kinds[k] == "model"},
-        "references": {k: v for k, v in ev.summary.items() if ev.kinds[k] == "reference"},
+        "models": {k: v for k, v in ev.summary.items() if ev.row_types[k] == "model"},
+        "references": {k: v for k, v in ev.summary.items() if ev.row_types[k] == "reference"},
         "checkpoints": {k: str(v) for k, v in ckpts.items()}, "report": str(written["report"]),
     }
     print(json.dumps(json_safe(result), allow_nan=False), flush=True)

@@ -9,7 +9,10 @@ Measured on a 2-core Xeon with AVX-512 BF16 and AMX (the numbers are in the READ
 - bf16 autocast runs the ResNet generator about 2x faster than fp32 where the CPU has
   AVX-512 BF16 or AMX, and slower than fp32 where bf16 is emulated (plain AVX-512/AVX2),
   hence detection rather than a guess;
-- a GPU wants batches (here up to 8; the converter also caps a batch at about one megapixel).
+- a GPU wants batches (here up to 8, about one megapixel: beyond that it is already busy, so the
+  converter caps any batch there, one of a chosen ``--batch-size`` too).
+
+Also the one place where a ``--device`` name becomes a device (:func:`resolve_device`).
 """
 
 from __future__ import annotations
@@ -21,10 +24,18 @@ from typing import Literal
 
 import torch
 
+from cyclegan.errors import TranslateError
+
 Precision = Literal["auto", "32", "bf16"]
 MAX_BATCH = 8  # the most images in one forward pass on any device
-GPU_BATCH_PIXELS = 1024 * 1024  # beyond about a megapixel per batch a GPU is already busy
-CPU_BATCH_PIXELS = 8 * 64 * 64  # beyond this a CPU is faster one image at a time
+# Pixels per forward pass, two different limits:
+# - a ceiling for every conversion batch, one of a chosen --batch-size too: beyond about a megapixel a
+#   GPU is already busy, and on a CPU a larger batch only costs memory;
+# - the default budget, the fastest measured per device (used when no --batch-size is given): a
+#   GPU fills the ceiling, a CPU goes one image at a time beyond 8 images of 64x64.
+MAX_BATCH_PIXELS = 1024 * 1024
+GPU_BATCH_PIXELS = MAX_BATCH_PIXELS
+CPU_BATCH_PIXELS = 8 * 64 * 64
 
 
 def usable_cpus() -> int:
@@ -35,10 +46,22 @@ def usable_cpus() -> int:
     return os.cpu_count() or 1
 
 
-def _device(device: torch.device | str | None) -> torch.device:
+def resolve_device(device: torch.device | str | None, *, must_exist: bool = True) -> torch.device:
+    """The device ``--device`` names; None: CUDA if available, else the CPU.
+
+    A name torch does not know is a usage error, in one line; so is a CUDA device on a machine
+    without CUDA, unless ``must_exist`` is False: the speed defaults below answer questions about
+    a device (how large a batch suits a GPU?) that need no GPU to answer.
+    """
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise TranslateError(f"unknown device {device!r} (try cpu, cuda, cuda:1)") from None
+    if must_exist and resolved.type == "cuda" and not torch.cuda.is_available():
+        raise TranslateError(f"--device {device}: CUDA is not available here")
+    return resolved
 
 
 @functools.lru_cache(maxsize=1)
@@ -62,7 +85,7 @@ def cpu_bf16() -> bool:
 
 def native_bf16(device: torch.device | str | None = None) -> bool:
     """Whether ``device`` (None: CUDA if available, else the CPU) computes bf16 natively."""
-    device = _device(device)
+    device = resolve_device(device, must_exist=False)
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type == "cpu":
@@ -94,10 +117,20 @@ def training_precision(accelerator: str | None = "auto") -> str:
 
 def default_batch_size(device: torch.device | str | None = None, image_size: tuple[int, int] | int | None = None) -> int:
     """Images per forward pass for conversion and evaluation when ``--batch-size`` is not given:
-    up to :data:`MAX_BATCH`, as many as fit the device's pixel budget (at least one).
+    up to :data:`MAX_BATCH`, as many as fit the device's default pixel budget (at least one).
     ``image_size`` (H, W) or a side; None: the largest batch for any size."""
     if image_size is None:
         return MAX_BATCH
+    budget = CPU_BATCH_PIXELS if resolve_device(device, must_exist=False).type == "cpu" else GPU_BATCH_PIXELS
+    return max(1, min(MAX_BATCH, budget // _pixels(image_size)))
+
+
+def capped_batch_size(batch_size: int, image_size: tuple[int, int] | int) -> int:
+    """A batch size the user chose (``--batch-size``), lowered so that one batch of ``image_size``
+    (H, W) images stays within :data:`MAX_BATCH_PIXELS` (at least one image)."""
+    return max(1, min(batch_size, MAX_BATCH_PIXELS // _pixels(image_size)))
+
+
+def _pixels(image_size: tuple[int, int] | int) -> int:
     h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
-    budget = CPU_BATCH_PIXELS if _device(device).type == "cpu" else GPU_BATCH_PIXELS
-    return max(1, min(MAX_BATCH, budget // max(1, h * w)))
+    return max(1, h * w)

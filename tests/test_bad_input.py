@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from corpus import make_corpus
-from cyclegan.data.datamodule import DataError, UnpairedDataset, UnpairedImageDataModule, build_transform, usable_images
+from cyclegan.data.datamodule import UnpairedDataset, UnpairedImageDataModule, build_transform, usable_images
+from cyclegan.errors import DataError
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def test_every_usable_image_decodes_to_the_crop_and_a_bad_one_is_replaced(corpus
 
 
 def test_sixteen_bit_and_exif_are_read_right(corpus):
-    from cyclegan.data.datamodule import read_image
+    from cyclegan.data.images import read_image
 
     _, cases = corpus
     sixteen = read_image(cases["16-bit PNG"][0])

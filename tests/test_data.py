@@ -6,7 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from cyclegan.data.datamodule import DataError, UnpairedDataset, UnpairedImageDataModule, build_transform, list_images, read_image
+from cyclegan.data.datamodule import UnpairedDataset, UnpairedImageDataModule, build_transform
+from cyclegan.data.images import list_images, read_image
+from cyclegan.errors import DataError
 from conftest import write_images
 
 

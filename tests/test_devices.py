@@ -12,6 +12,7 @@ from PIL import Image
 
 from cyclegan import devices
 from cyclegan.cli.commands import _translate_parser
+from cyclegan.errors import TranslateError
 from cyclegan.models.networks import GeneratorConfig, build_generator, init_weights
 from cyclegan.inference.translator import Translator, translate_image
 
@@ -51,6 +52,24 @@ def test_batch_size_defaults_per_device_and_image_size():
     assert devices.default_batch_size("cuda", 256) == devices.MAX_BATCH
     assert devices.default_batch_size("cuda", (768, 1024)) == 1  # about a megapixel per batch
     assert devices.default_batch_size("cuda", 512) == 4
+
+
+def test_a_chosen_batch_size_is_capped_at_about_a_megapixel_on_any_device():
+    assert devices.capped_batch_size(16, 256) == 16 and devices.capped_batch_size(16, 512) == 4
+    assert devices.capped_batch_size(3, (2048, 2048)) == 1  # never below one image
+
+
+def test_device_names_resolve_in_one_place_with_one_line_errors(monkeypatch):
+    assert devices.resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(TranslateError, match=r"unknown device 'gpu0' \(try cpu, cuda, cuda:1\)"):
+        devices.resolve_device("gpu0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert devices.resolve_device(None) == torch.device("cpu")
+    with pytest.raises(TranslateError, match="--device cuda:1: CUDA is not available here"):
+        devices.resolve_device("cuda:1")
+    # The speed defaults answer for a GPU without one here.
+    assert devices.resolve_device("cuda", must_exist=False) == torch.device("cuda")
+    assert devices.default_batch_size("cuda", 512) == 4 and devices.native_bf16("cuda") is False
 
 
 def test_translate_defaults_are_auto_and_an_explicit_value_wins():

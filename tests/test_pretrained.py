@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from cyclegan.inference import pretrained
 from cyclegan.inference.download import DownloadError
 from cyclegan.errors import CheckpointError, CycleGANError
 from cyclegan.models.networks import GeneratorConfig, build_generator, init_weights
-from cyclegan.inference.authors import load_published_generator, published_state_dict
+from cyclegan.inference.authors import authors_state_dict, load_authors_generator
 from test_download import server, unused_port  # noqa: F401 (server is a fixture)
 
 NAMES = [
@@ -38,7 +40,7 @@ def model_bytes() -> bytes:
     torch.manual_seed(0)
     net = init_weights(build_generator(GeneratorConfig(ngf=8, n_blocks=2), input_nc=3, output_nc=3), gain=0.3)
     buffer = io.BytesIO()
-    torch.save(published_state_dict(net), buffer)
+    torch.save(authors_state_dict(net), buffer)
     return buffer.getvalue()
 
 
@@ -50,8 +52,19 @@ def mirror(server, model_bytes, monkeypatch):  # noqa: F811 (the fixture importe
 
 
 def test_the_eighteen_published_names_each_with_a_description():
-    assert sorted(pretrained.PUBLISHED) == sorted(NAMES)
-    assert all(description and "\n" not in description for description in pretrained.PUBLISHED.values())
+    assert sorted(pretrained.PRETRAINED_MODELS) == sorted(NAMES)
+    assert all(description and "\n" not in description for description in pretrained.PRETRAINED_MODELS.values())
+
+
+def test_reading_a_checkpoint_does_not_import_the_http_client():
+    # Our HTTP client loads only when a download happens. (http.client itself cannot be the test:
+    # torch imports it, through torch.hub and urllib.request, before any module of ours.)
+    code = ("import sys, cyclegan.inference.checkpoints, cyclegan.inference.translator; "
+            "print('cyclegan.inference.download' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
 
 
 def test_urls_and_the_mirror_variable(monkeypatch):
@@ -81,7 +94,7 @@ def test_fetch_downloads_once_into_the_cache(mirror, cache, model_bytes):
     path = pretrained.fetch("horse2zebra", progress=False)
     assert path == cache / "horse2zebra.pth" and path.read_bytes() == model_bytes
     assert sorted(p.name for p in cache.iterdir()) == ["horse2zebra.pth"]  # no .part left
-    load_published_generator(path)
+    load_authors_generator(path)
     assert pretrained.fetch("horse2zebra", progress=False) == path
     assert mirror.seen_ranges == [None]  # the second call made no request
 

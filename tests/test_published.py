@@ -18,7 +18,7 @@ from cyclegan.models.networks import (
     DiscriminatorConfig, GeneratorConfig, PixelDiscriminator, build_discriminator, build_generator, init_weights,
 )
 from cyclegan.inference.authors import (
-    RUN_NETWORKS, GeneratorSpec, infer_discriminator, load_published_generator, load_run, published_state_dict,
+    RUN_NETWORKS, GeneratorSpec, authors_state_dict, infer_discriminator, load_authors_generator, load_run,
     read_state_dict, run_files,
 )
 
@@ -94,7 +94,7 @@ def test_authors_generator_file_gives_our_generators_output(tmp_path, name, pre_
     ours = random_net(build_generator(config, input_nc=3, output_nc=1 if "unet" in name else 3))
     path = save(authors_state(ours, pre_0_4=pre_0_4), tmp_path / "latest_net_G_A.pth", legacy=pre_0_4)
 
-    loaded, spec = load_published_generator(path)
+    loaded, spec = load_authors_generator(path)
 
     assert spec == GeneratorSpec(config, input_nc=3, output_nc=1 if "unet" in name else 3)
     assert not loaded.training
@@ -106,17 +106,17 @@ def test_authors_generator_file_gives_our_generators_output(tmp_path, name, pre_
 def test_pretrained_size_resnet9_ngf64(tmp_path):
     # The size of every published model: resnet_9blocks, ngf 64, instance norm, 3 -> 3.
     ours = random_net(build_generator(GeneratorConfig(), input_nc=3, output_nc=3))
-    _, spec = load_published_generator(save(authors_state(ours, pre_0_4=True), tmp_path / "horse2zebra.pth", legacy=True))
+    _, spec = load_authors_generator(save(authors_state(ours, pre_0_4=True), tmp_path / "horse2zebra.pth", legacy=True))
     assert spec == GeneratorSpec(GeneratorConfig(), input_nc=3, output_nc=3)
     assert spec.authors_options() == "--netG resnet_9blocks --ngf 64 --norm instance --no_dropout --input_nc 3 --output_nc 3"
 
 
 def test_round_trip_ours_to_authors_layout_and_back(tmp_path):
     ours = random_net(build_generator(GeneratorConfig(ngf=8, n_blocks=4), input_nc=3, output_nc=3))
-    state = published_state_dict(ours)
+    state = authors_state_dict(ours)
     assert state.keys() == authors_state(ours).keys()  # exactly the names their modules have
     assert any(".conv_block." in k for k in state) and not any(".block." in k for k in state)
-    loaded, spec = load_published_generator(save(state, tmp_path / "g.pth"))
+    loaded, spec = load_authors_generator(save(state, tmp_path / "g.pth"))
     assert spec.config == GeneratorConfig(ngf=8, n_blocks=4)
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     with torch.no_grad():
@@ -126,7 +126,7 @@ def test_round_trip_ours_to_authors_layout_and_back(tmp_path):
 def test_norm_none_cannot_be_written_in_their_layout():
     net = build_generator(GeneratorConfig(ngf=8, n_blocks=1, norm="none"), input_nc=3, output_nc=3)
     with pytest.raises(CheckpointError, match="norm 'none'"):
-        published_state_dict(net)
+        authors_state_dict(net)
 
 
 # --------------------------------------------------------------------------
@@ -142,7 +142,7 @@ def small_resnet_file(tmp_path):
 
 def refusal(path) -> str:
     with pytest.raises(CheckpointError) as error:
-        load_published_generator(path)
+        load_authors_generator(path)
     message = str(error.value)
     assert "\n" not in message and isinstance(error.value, CycleGANError)
     return message

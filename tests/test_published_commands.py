@@ -81,7 +81,7 @@ def test_checkpoint_pretrained_name_downloads_once_then_reads_the_cache(mirror, 
 def test_pretrained_command_lists_fetches_and_fails_offline_in_one_line(mirror, cache, capsys, monkeypatch):
     assert cli_run(["pretrained", "--list"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert [line.split()[0] for line in lines] == list(pretrained.PUBLISHED) and sorted(pretrained.PUBLISHED) == sorted(NAMES)
+    assert [line.split()[0] for line in lines] == list(pretrained.PRETRAINED_MODELS) and sorted(pretrained.PRETRAINED_MODELS) == sorted(NAMES)
 
     assert cli_run(["pretrained", "horse2zebra", "--quiet"]) == 0
     assert capsys.readouterr().out.strip() == str(cache / "horse2zebra.pth")

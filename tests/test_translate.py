@@ -8,12 +8,14 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from cyclegan.cli import main as cli_main, run as cli_run
+from cyclegan.data.images import prepare_image
 from cyclegan.models.networks import GeneratorConfig, build_generator
 from cyclegan.inference.tiling import tiled_forward
 from cyclegan.inference.checkpoints import sha256_file
@@ -121,6 +123,16 @@ def test_full_resolution_of_odd_sizes_and_resize_of_the_short_side(ckpt, tmp_pat
 
     assert run(ckpt, src, tmp_path / "small", "--resize", "24") == 0
     assert Image.open(tmp_path / "small" / "odd.png").size == (37, 24)  # 517 * 24 / 333 = 37.3
+
+
+def test_resize_shrinks_by_area_average_and_enlarges_bicubic_as_training_does():
+    image = smooth_image((90, 60), mode="RGBA")  # alpha is resized alike
+    for short, flag in ((24, cv2.INTER_AREA), (120, cv2.INTER_CUBIC)):
+        size = (round(90 * short / 60), short)
+        array, alpha = prepare_image(image, channels=3, resize=short)
+        composited, expected_alpha = prepare_image(image, channels=3)
+        np.testing.assert_array_equal(array, cv2.resize(composited, size, interpolation=flag))
+        np.testing.assert_array_equal(alpha, cv2.resize(expected_alpha, size, interpolation=flag))
 
 
 def test_padding_to_the_stride_is_cropped_back_exactly(ckpt):

@@ -1,5 +1,6 @@
-"""Image files and tensors: listing, decoding (EXIF orientation, alpha, 16-bit) and the
-conversions between images, uint8 arrays and network tensors in [-1, 1]; atomic file publishing.
+"""Image files and tensors: listing, decoding (EXIF orientation, alpha, 16-bit), the one resize
+rule, the conversions between images, uint8 arrays and network tensors in [-1, 1]; atomic file
+publishing.
 
 This is the one place where training, conversion and evaluation decode images.
 """
@@ -98,22 +99,58 @@ def read_image(path: str | os.PathLike, *, channels: int = 3) -> np.ndarray:
     return array.reshape(array.shape[0], array.shape[1], channels)
 
 
+# --------------------------------------------------------------------------- resizing
+# The one resize rule, for training (datamodule.py, through albumentations), conversion
+# (``cyclegan translate --resize``) and evaluation (``--filter antialiased``): shrinking averages
+# the pixels each output pixel covers (cv2 INTER_AREA), enlarging is bicubic (cv2 INTER_CUBIC);
+# a resize that shrinks either side counts as shrinking (albumentations' rule). cv2's plain
+# INTER_CUBIC does not widen its kernel when shrinking, so detail aliases: 8-9 grey levels from
+# an exact area average at 256 -> 64 px on maps tiles, INTER_AREA 0.25 (bench/resize.py). The
+# authors' pipeline resizes with PIL's (antialiased) bicubic instead; nothing here needs its exact
+# pixels (their test.py squashes images to a square, which ``--resize`` does not), so cv2's rule
+# holds everywhere. cv2 is imported on first use: converting at full resolution never needs it.
+
+
+def resize_interpolation(size: tuple[int, int], new_size: tuple[int, int]) -> int:
+    """The cv2 interpolation flag of the resize rule for (W, H) ``size`` -> ``new_size``."""
+    import cv2
+
+    (w, h), (new_w, new_h) = size, new_size
+    return cv2.INTER_AREA if new_w < w or new_h < h else cv2.INTER_CUBIC
+
+
+def resize_array(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 (H, W) or (H, W, C) -> (h, w[, C]) for ``size`` (w, h), by the resize rule."""
+    import cv2
+
+    h, w = array.shape[:2]
+    out = cv2.resize(array, size, interpolation=resize_interpolation((w, h), size))
+    return out.reshape(size[1], size[0], *array.shape[2:])  # cv2 drops a single channel's axis
+
+
+def albumentations_resize() -> dict:
+    """The resize rule as options of albumentations' ``Resize`` and ``SmallestMaxSize``."""
+    import cv2
+
+    return {"interpolation": cv2.INTER_CUBIC, "area_for_downscale": "image"}
+
 
 def prepare_image(image: Image.Image, *, channels: int, resize: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """A PIL image as the model's input: uint8 (H, W, channels), and its alpha (H, W) or None.
 
-    Decoded as in training (:func:`normalize_image`); ``resize`` scales the
-    short side to that many pixels, alpha alike.
+    Decoded as in training (:func:`normalize_image`); ``resize`` scales the short side to that
+    many pixels by the resize rule, alpha alike.
     """
     image, alpha = normalize_image(image, channels=channels)
+    array = np.asarray(image).reshape(image.size[1], image.size[0], channels)
+    alpha = None if alpha is None else np.asarray(alpha)
     if resize:
-        w, h = image.size
+        h, w = array.shape[:2]
         scale = resize / min(w, h)
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        image = image.resize(size, Image.BICUBIC)
-        alpha = alpha.resize(size, Image.BICUBIC) if alpha is not None else None
-    array = np.asarray(image)
-    return array.reshape(array.shape[0], array.shape[1], channels), None if alpha is None else np.asarray(alpha)
+        array = resize_array(array, size)
+        alpha = resize_array(alpha, size) if alpha is not None else None
+    return array, alpha
 
 
 def to_tensor(arrays: list[np.ndarray], device: torch.device | str = "cpu") -> torch.Tensor:

@@ -24,9 +24,11 @@ from tqdm import tqdm
 
 from cyclegan.evaluation import metrics as M
 from cyclegan.errors import DataError, EvaluationError
-from cyclegan.data.images import IMAGE_EXTENSIONS, list_images, read_image, to_uint8
+from cyclegan.data.images import IMAGE_EXTENSIONS, list_images, read_image, resize_array, to_uint8
 from cyclegan.inference.translator import Translator
 
+# --filter name -> (cv2 flag, how the protocol card names it); None: the resize rule of
+# cyclegan.data.images, the one training and ``translate --resize`` use.
 FILTERS = {
     "antialiased": (None, "antialiased (area average when shrinking, bicubic when enlarging, as the training pipeline)"),
     "bicubic": (cv2.INTER_CUBIC, "bicubic (cv2 INTER_CUBIC, no antialiasing)"),
@@ -56,11 +58,11 @@ def crop_square_and_resize(image: np.ndarray, size: int, filter: str) -> np.ndar
         top, left = (h - s) // 2, (w - s) // 2
         image = image[top:top + s, left:left + s]
     if image.shape[0] != size:
-        channels = image.shape[2]
         flag = FILTERS[filter][0]
         if flag is None:  # antialiased
-            flag = cv2.INTER_AREA if size < image.shape[0] else cv2.INTER_CUBIC
-        image = cv2.resize(image, (size, size), interpolation=flag).reshape(size, size, channels)
+            image = resize_array(image, (size, size))
+        else:
+            image = cv2.resize(image, (size, size), interpolation=flag).reshape(size, size, image.shape[2])
     return np.array(image)  # a writable copy (PIL's arrays are read-only)
 
 
@@ -120,7 +122,7 @@ class Evaluation:
     outputs: dict[str, torch.Tensor]  # row -> uint8 (N, 3, E, E)
     per_image: dict[str, dict[str, torch.Tensor]]  # row -> metric -> (N,), NaN where not defined
     summary: dict[str, dict[str, float]]  # row -> metric -> value
-    kinds: dict[str, str]  # row -> "model" | "reference"
+    row_types: dict[str, str]  # row -> "model" | "reference" (metrics.json's "kinds")
     checkpoints: dict[str, str] = field(default_factory=dict)
 
     def metric_names(self) -> list[str]:
@@ -351,7 +353,7 @@ def evaluate_translators(
     outputs, cycles = _translate_rows(translators, names, data, size=size, filter=filter, batch_size=batch_size, log=log,
                                       progress=progress)
     refs, colour = _references(data, size=size, translate_size=translate_size, filter=filter)
-    kinds = {**{name: "model" for name in outputs}, **{name: "reference" for name in refs}}
+    row_types = {**{name: "model" for name in outputs}, **{name: "reference" for name in refs}}
     outputs.update(refs)
     per_image = _score(outputs, cycles, data)
     summary = {row: {k: _mean(v) for k, v in scores.items()} for row, scores in per_image.items()}
@@ -364,4 +366,4 @@ def evaluate_translators(
                                   input_dir=input_dir, reference_dir=reference_dir, target_dir=target_dir)
     return Evaluation(card=card, names=[str(p.relative_to(input_dir)) for p in data.files], inputs=data.inputs,
                       targets=data.targets, has_target=data.has_target, outputs=outputs, per_image=per_image,
-                      summary=summary, kinds=kinds, checkpoints={n: str(t.path) for t, n in zip(translators, names)})
+                      summary=summary, row_types=row_types, checkpoints={n: str(t.path) for t, n in zip(translators, names)})

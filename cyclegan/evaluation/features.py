@@ -190,15 +190,16 @@ def default_inception() -> FeatureExtractor:
         return RandomConvFeatures()
 
 
-def load_feature_extractor(kind: str = "inception", *, inception_path: str | os.PathLike | None = None) -> FeatureExtractor | None:
-    """``inception`` (a local TorchScript file if ``inception_path`` is given, else :func:`default_inception`),
-    ``random-conv`` or ``none``; raises :class:`MetricsError` in one line for a path that does not load."""
-    if kind == "none":
+def load_feature_extractor(features: str = "inception", *, inception_path: str | os.PathLike | None = None) -> FeatureExtractor | None:
+    """``features`` (``--features``): ``inception`` (a local TorchScript file if ``inception_path`` is given,
+    else :func:`default_inception`), ``random-conv`` or ``none``; raises :class:`MetricsError` in one line for
+    a path that does not load."""
+    if features == "none":
         return None
-    if kind == "random-conv":
+    if features == "random-conv":
         return RandomConvFeatures()
-    if kind != "inception":
-        raise MetricsError(f"unknown feature extractor {kind!r} (inception, random-conv, none)")
+    if features != "inception":
+        raise MetricsError(f"unknown feature extractor {features!r} (inception, random-conv, none)")
     return TorchScriptInception(inception_path) if inception_path else default_inception()
 
 

@@ -36,7 +36,7 @@ def score_metrics(ev: Evaluation) -> list[str]:
 
 
 def models(ev: Evaluation) -> list[str]:
-    return [n for n in ev.summary if ev.kinds[n] == "model"]
+    return [n for n in ev.summary if ev.row_types[n] == "model"]
 
 
 def best_model(ev: Evaluation, metric: str) -> str | None:
@@ -133,9 +133,9 @@ def format_table(ev: Evaluation) -> str:
     line = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
     out, previous = [line(heads)], "model"
     for name, r in zip(ev.summary, rows):
-        if ev.kinds[name] != previous:  # a rule between the models and the references
+        if ev.row_types[name] != previous:  # a rule between the models and the references
             out.append("-" * len(out[0]))
-            previous = ev.kinds[name]
+            previous = ev.row_types[name]
         out.append(line(r))
     return "\n".join(out)
 
@@ -154,7 +154,8 @@ def json_safe(value):
 
 
 def evaluation_dict(ev: Evaluation) -> dict:
-    return json_safe({"card": ev.card.to_dict(), "checkpoints": ev.checkpoints, "kinds": ev.kinds,
+    # "kinds": the file's name for the row types, kept for the readers of existing metrics.json files
+    return json_safe({"card": ev.card.to_dict(), "checkpoints": ev.checkpoints, "kinds": ev.row_types,
                       "summary": ev.summary})
 
 

@@ -1,4 +1,7 @@
-"""Model files of the authors' code (junyanz/pytorch-CycleGAN-and-pix2pix) <-> our networks.
+"""The file formats of the authors' code (junyanz/pytorch-CycleGAN-and-pix2pix) <-> our networks:
+reading any ``.pth`` their code saves (a published pretrained model, a run's ``latest_net_G_A.pth``)
+and writing ours in their layout. Which models they published, and downloading them, is
+:mod:`cyclegan.inference.pretrained`.
 
 Their files are bare state dicts (``torch.save(net.state_dict(), "latest_net_G_A.pth")``),
 so the architecture is read back from the keys and shapes. networks.py builds the same
@@ -154,8 +157,9 @@ def _their_key(key: str, net: nn.Module) -> str:
 # --------------------------------------------------------------------------
 
 
-def network_kind(state: StateDict) -> str | None:
-    """"resnet", "unet", "patch" or "pixel" from the first layer; None if none fits."""
+def network_architecture(state: StateDict) -> str | None:
+    """The ``arch`` of the network a state dict holds, from its first layer: "resnet" or "unet"
+    (a generator), "patch" or "pixel" (a discriminator); None if none fits."""
     if "model.model.0.weight" in state:
         return "unet"
     first = state.get("model.1.weight")
@@ -169,18 +173,18 @@ def network_kind(state: StateDict) -> str | None:
 
 def infer_generator(state: StateDict, *, source: str) -> GeneratorSpec:
     """The generator architecture a state dict was saved from; CheckpointError if none."""
-    kind = network_kind(state)
-    if kind in ("patch", "pixel"):
+    arch = network_architecture(state)
+    if arch in ("patch", "pixel"):
         raise CheckpointError(
-            f"{source} holds a {kind} discriminator (as in *_net_D_A.pth), not a generator; "
+            f"{source} holds a {arch} discriminator (as in *_net_D_A.pth), not a generator; "
             "pass a generator file (*_net_G_A.pth or *_net_G_B.pth)"
         )
-    if kind is None:
+    if arch is None:
         raise CheckpointError(
             f"{source} is not a CycleGAN/pix2pix generator: it has neither a ResNet first layer "
             "('model.1.weight', 7x7) nor a U-Net one ('model.model.0.weight')"
         )
-    if kind == "resnet":
+    if arch == "resnet":
         return _infer_resnet(state, source)
     return _infer_unet(state, source)
 
@@ -233,14 +237,14 @@ def _infer_unet(state: StateDict, source: str) -> GeneratorSpec:
 
 def infer_discriminator(state: StateDict, *, source: str) -> DiscriminatorSpec:
     """The discriminator architecture a state dict was saved from; CheckpointError if none."""
-    kind = network_kind(state)
-    if kind not in ("patch", "pixel"):
-        what = f"a {kind} generator" if kind else "no known network"
+    arch = network_architecture(state)
+    if arch not in ("patch", "pixel"):
+        what = f"a {arch} generator" if arch else "no known network"
         raise CheckpointError(f"{source} holds {what}, not a discriminator")
     ndf, input_nc = state["model.0.weight"].shape[:2]
     norm = "batch" if "model.3.weight" in state else "instance"
     n_convs = sum(1 for k, v in state.items() if k.endswith(".weight") and v.ndim == 4)
-    config = DiscriminatorConfig(arch=kind, ndf=int(ndf), n_layers=max(n_convs - 2, 0) if kind == "patch" else 3, norm=norm)
+    config = DiscriminatorConfig(arch=arch, ndf=int(ndf), n_layers=max(n_convs - 2, 0) if arch == "patch" else 3, norm=norm)
     return DiscriminatorSpec(config, input_nc=int(input_nc))
 
 
@@ -288,7 +292,7 @@ def generator_from_state_dict(state: StateDict, *, source: str) -> tuple[nn.Modu
     return net.eval(), spec
 
 
-def load_published_generator(path: PathLike) -> tuple[nn.Module, GeneratorSpec]:
+def load_authors_generator(path: PathLike) -> tuple[nn.Module, GeneratorSpec]:
     """The generator in an authors'-layout file (e.g. ``horse2zebra.pth``, ``latest_net_G_A.pth``)."""
     return generator_from_state_dict(read_state_dict(path), source=str(path))
 
@@ -307,7 +311,7 @@ def single_generator(state: object, path: PathLike, direction: str | None = None
     return generator_from_state_dict(as_state_dict(state, source=str(path)), source=str(path))
 
 
-def published_state_dict(net: nn.Module) -> StateDict:
+def authors_state_dict(net: nn.Module) -> StateDict:
     """``net``'s state dict in the authors' layout: their ``load_state_dict`` takes it."""
     norms = (nn.InstanceNorm2d, nn.BatchNorm2d)
     if not any(isinstance(m, norms) for m in net.modules()):
@@ -363,7 +367,7 @@ def load_run(nets: Mapping[str, nn.Module], folder: PathLike, epoch: str | int =
 def _describe(state: StateDict) -> str:
     """"a resnet generator (9 blocks, ...)" for a state dict with our key names."""
     try:
-        if network_kind(state) in ("patch", "pixel"):
+        if network_architecture(state) in ("patch", "pixel"):
             return f"a {infer_discriminator(state, source='').describe()}"
         return f"a {infer_generator(state, source='').describe()}"
     except CheckpointError:

@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from cyclegan.devices import MAX_BATCH, default_batch_size, usable_cpus
+from cyclegan.devices import MAX_BATCH, capped_batch_size, default_batch_size, usable_cpus
 from cyclegan.errors import DataError, TranslateError
 from cyclegan.inference.checkpoints import sha256_state_dict
 from cyclegan.data.images import (
@@ -44,9 +44,6 @@ _SAVE_OPTIONS = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}}
 # Format "same" for inputs we would not write back in kind: a GIF's 256-colour palette would
 # undo the translation, and only its first frame is translated anyway.
 _SAME_AS = {".gif": ".png"}
-# A batch holds at most ``batch_size`` images and about this many pixels: beyond it a GPU is
-# already busy, and on a CPU larger batches only cost memory.
-BATCH_PIXELS = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -373,9 +370,10 @@ class _Conversion:
             self._translate(self.waiting.pop((h, w)))
 
     def _group_limit(self, h: int, w: int) -> int:
+        """How many h x w images one forward pass takes (pixel budgets: :mod:`cyclegan.devices`)."""
         if self.settings.batch_size is None:
             return default_batch_size(self.translator.device, (h, w))
-        return max(1, min(self.batch_size, BATCH_PIXELS // (h * w)))
+        return capped_batch_size(self.batch_size, (h, w))
 
     def _translate(self, items: list[_Decoded]) -> None:
         s, t = self.settings, self.translator

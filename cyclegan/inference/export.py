@@ -30,7 +30,7 @@ from torch import nn
 from cyclegan.inference.checkpoints import sha256_file
 from cyclegan.errors import CheckpointError, DataError
 from cyclegan.data.images import list_images, prepare_image, publish, to_tensor
-from cyclegan.inference.authors import published_state_dict
+from cyclegan.inference.authors import authors_state_dict
 from cyclegan.inference.translator import EXPORT_META_KEY, Translator, load_exported, load_translator
 
 FORMATS = {"torchscript": ".pt", "onnx": ".onnx", "pth": ".pth"}
@@ -62,7 +62,7 @@ def export_torchscript(net: nn.Module, path: Path, *, metadata: dict) -> None:
 
 
 def export_pth(net: nn.Module, path: Path, *, metadata: dict) -> None:
-    torch.save(published_state_dict(net), path)  # the authors' layout has no room for metadata
+    torch.save(authors_state_dict(net), path)  # the authors' layout has no room for metadata
 
 
 def export_onnx(net: nn.Module, path: Path, *, metadata: dict) -> None:

@@ -1,20 +1,25 @@
-"""The generators the CycleGAN authors published, fetched once into a local cache.
+"""The pretrained models the CycleGAN authors published, by name (:data:`PRETRAINED_MODELS`),
+fetched once into a local cache. How their files are laid out and read is
+:mod:`cyclegan.inference.authors`; this module only knows which models exist and where they are.
 
 Each is ``NAME.pth`` under :data:`DEFAULT_BASE_URL`: one ResNet-9 generator in the authors'
-layout (read by :mod:`cyclegan.inference.authors`). They land in ``~/.cache/cyclegan`` (or
-``$CYCLEGAN_CACHE``); ``$CYCLEGAN_PRETRAINED_URL`` points at a mirror. Wherever a
-checkpoint is accepted, ``pretrained:NAME`` names the cached file (downloaded when missing).
+layout. They land in ``~/.cache/cyclegan`` (or ``$CYCLEGAN_CACHE``); ``$CYCLEGAN_PRETRAINED_URL``
+points at a mirror. Wherever a checkpoint is accepted, ``pretrained:NAME`` names the cached file
+(downloaded when missing). The HTTP client (:mod:`cyclegan.inference.download`) is imported
+only when a download happens: reading a checkpoint never needs it.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
-from cyclegan.inference.download import TIMEOUT_S, Notify, download
 from cyclegan.errors import CheckpointError
-from cyclegan.inference.authors import load_published_generator
+from cyclegan.inference.authors import load_authors_generator
+
+if TYPE_CHECKING:
+    from cyclegan.inference.download import Notify
 
 DEFAULT_BASE_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models"
 URL_ENV_VAR = "CYCLEGAN_PRETRAINED_URL"
@@ -22,7 +27,7 @@ CACHE_ENV_VAR = "CYCLEGAN_CACHE"
 SCHEME = "pretrained:"
 
 # Name -> what it does, in the authors' list order (their scripts/download_cyclegan_model.sh).
-PUBLISHED: dict[str, str] = {
+PRETRAINED_MODELS: dict[str, str] = {
     "apple2orange": "apples -> oranges (ImageNet photos)",
     "orange2apple": "oranges -> apples (ImageNet photos)",
     "summer2winter_yosemite": "Yosemite in summer -> in winter (Flickr photos)",
@@ -59,34 +64,36 @@ def cached_path(name: str) -> Path:
 
 
 def _known(name: str) -> str:
-    if name not in PUBLISHED:
-        raise CheckpointError(f"no published model {name!r}; choose one of: {', '.join(PUBLISHED)}")
+    if name not in PRETRAINED_MODELS:
+        raise CheckpointError(f"no published model {name!r}; choose one of: {', '.join(PRETRAINED_MODELS)}")
     return name
 
 
 def fetch(
-    name: str, *, base: Optional[str] = None, timeout: float = TIMEOUT_S, progress: bool = True,
+    name: str, *, base: Optional[str] = None, timeout: Optional[float] = None, progress: bool = True,
     notify: Optional[Notify] = None,
 ) -> Path:
     """The cached file of published model ``name``, downloaded first when missing.
 
     The download resumes an interrupted one and appears in the cache only once complete
     and loadable as a generator. Offline: DownloadError naming the URL and where to put
-    the file by hand.
+    the file by hand. ``timeout``: seconds (None: ``download.TIMEOUT_S``).
     """
     path = cached_path(name)
     if path.is_file():
         return path
+    from cyclegan.inference.download import TIMEOUT_S, download  # the HTTP client: only for a download
+
     url = model_url(name, base)
 
     def verify(part: Path) -> None:
         try:
-            load_published_generator(part)
+            load_authors_generator(part)
         except CheckpointError as e:
             raise CheckpointError(f"{url} did not give a usable generator ({e}); the download was deleted") from None
 
     download(
-        url, path, timeout=timeout, progress=progress, notify=notify, verify=verify,
+        url, path, timeout=TIMEOUT_S if timeout is None else timeout, progress=progress, notify=notify, verify=verify,
         by_hand=f"download {url} by hand and save it as {path}",
     )
     return path

@@ -30,7 +30,7 @@ from PIL import Image
 from torch import nn
 
 from cyclegan.inference.checkpoints import generator_from_checkpoint, read_model_file
-from cyclegan.devices import inference_precision
+from cyclegan.devices import inference_precision, resolve_device
 from cyclegan.errors import CheckpointError, TranslateError, first_line
 from cyclegan.data.images import finish_image, prepare_image, to_numpy_images, to_tensor
 from cyclegan.inference.pretrained import resolve
@@ -168,21 +168,8 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def resolve_device(device: str | None) -> torch.device:
-    """``None``: CUDA if available, else the CPU; a device that is not there is a usage error."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise TranslateError(f"unknown device {device!r} (try cpu, cuda, cuda:1)") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise TranslateError(f"--device {device}: CUDA is not available here")
-    return resolved
-
-
 def load_translator(
-    path: str | os.PathLike, direction: str | None = None, *, device: str | None = None,
+    path: str | os.PathLike, direction: str | None = None, *, device: str | torch.device | None = None,
     precision: Precision | Literal["auto"] = "32",
     inverse: bool = False,
 ) -> Translator:
