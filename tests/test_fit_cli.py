@@ -201,28 +201,55 @@ def test_help_and_tools_do_not_import_lightning():
     assert "HEAVY []" in result.stdout, result.stdout[-500:] + result.stderr[-500:]
 
 
-def test_fast_recipe_overlay_sets_the_measured_settings(tmp_path):
-    # configs/fast.yaml is the demo's recipe, chosen at equal time (docs/fast_recipe.md): batch 4
-    # at twice the published LR, 10 + 10 epochs, small U-Net with resize-conv, DiffAugment, whole 64 px images.
+def test_fast_overlay_builds_small_resize_conv_networks_fed_whole_images(tmp_path):
+    # configs/fast.yaml over configs/cyclegan.yaml, the demo's recipe (tests/test_demo.py trains it):
+    # what the overlay changes, seen in what gets built and fed, beside the published recipe.
     demo = REPO / "datasets" / "emoji2lineart"
-    built = cli.build_cli(["--config", str(CONFIGS / "cyclegan.yaml"), "--config", str(CONFIGS / "fast.yaml"),
-                           "--data.root", str(demo), "--trainer.default_root_dir", str(tmp_path),
-                           "--trainer.logger", "false"], run=False)
-    hp, dm = built.model.hparams, built.datamodule
-    assert (hp.lr, hp.n_epochs, hp.n_epochs_decay, built.trainer.max_epochs) == (4e-4, 10, 10, 20)
-    assert built.model.augment.ops == ("color", "translation", "cutout") and hp.lr_d == 8e-4
-    assert (hp.generator["arch"], hp.generator["ngf"], hp.generator["n_downs"], hp.generator["upsample"]) == \
-        ("unet", 16, 6, "resize_conv")
-    assert (dm.hparams.batch_size, dm.hparams.load_size, dm.hparams.crop_size) == (4, 64, 64)
+
+    def build(*overlay: str):
+        return cli.build_cli(["--config", str(CONFIGS / "cyclegan.yaml"), *overlay, "--data.root", str(demo),
+                              "--trainer.default_root_dir", str(tmp_path), "--trainer.logger", "false"], run=False)
+
+    fast, published = build("--config", str(CONFIGS / "fast.yaml")), build()
+
+    def size(net: torch.nn.Module) -> int:
+        return sum(p.numel() for p in net.parameters())
+
+    def transposed(net: torch.nn.Module) -> int:
+        return sum(isinstance(m, torch.nn.ConvTranspose2d) for m in net.modules())
+
+    for direction in ("G_AB", "G_BA"):
+        small, full = getattr(fast.model, direction), getattr(published.model, direction)
+        assert size(small) * 5 < size(full), (size(small), size(full))  # minutes on a CPU, not hours
+        assert transposed(small) == 0 and transposed(full) > 0  # resize-conv: no checkerboard artefacts
+        with torch.no_grad():
+            assert small(torch.zeros(1, 3, 64, 64)).shape == (1, 3, 64, 64)  # a whole 64 px image goes through
+    assert size(fast.model.D_A) * 5 < size(published.model.D_A)
+
+    # The discriminators are shown augmented images while training (DiffAugment), the published ones not.
+    x = torch.rand(4, 3, 64, 64) * 2 - 1
+    fast.model.train(), published.model.train()
+    assert not torch.equal(fast.model.augment(x), x) and torch.equal(published.model.augment(x), x)
+
+    # Whole images, four at a time: each is its file's pixels, or their mirror image (flips only).
+    dm = fast.datamodule
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["A"].shape == batch["B"].shape == (4, 3, 64, 64)
+    for side in ("A", "B"):
+        for image, path in zip(batch[side], batch[f"{side}_path"]):
+            pixels = ((image.permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(int)
+            on_disk = np.asarray(Image.open(path).convert("RGB")).astype(int)
+            assert min(np.abs(pixels - on_disk).max(), np.abs(pixels - on_disk[:, ::-1]).max()) <= 1, path
 
 
 def test_speed_line_says_where_max_time_stops_the_run():
-    from cyclegan.cli.fit import _speed_line
+    from cyclegan.cli.summary import speed_line
 
     # 0.05 s/iteration: 1000 iterations are 50 s, inside a 10-minute max_time: the schedule ends first.
-    assert _speed_line(0.05, 1000, "cpu", time_left=600) == "speed: 0.05 s/iteration on cpu; 1000 iterations left, about 0h00m"
+    assert speed_line(0.05, 1000, "cpu", time_left=600) == "speed: 0.05 s/iteration on cpu; 1000 iterations left, about 0h00m"
     # An open-ended schedule (max_epochs 100000) under max_time 55 min: the clock decides, not 380 hours.
-    line = _speed_line(0.05, 27_400_000, "cpu", time_left=3300)
+    line = speed_line(0.05, 27_400_000, "cpu", time_left=3300)
     assert line == ("speed: 0.05 s/iteration on cpu; max_time stops training in about 0h55m, "
                     "after about 66000 of the 27400000 iterations left")
-    assert "smoke run" in _speed_line(2.0, 100_000, "cpu") and "smoke run" in _speed_line(2.0, 100_000, "cpu", time_left=7200)
+    assert "smoke run" in speed_line(2.0, 100_000, "cpu") and "smoke run" in speed_line(2.0, 100_000, "cpu", time_left=7200)

@@ -96,11 +96,48 @@ def test_sigterm_finishes_the_iteration_writes_a_checkpoint_and_exits_cleanly(ti
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out[-3000:]
     assert "Traceback" not in out
+    assert "SIGTERM received: stopping after this iteration (Ctrl-C again to abort)" in out, out[-2000:]
     stopped = [line for line in out.splitlines() if line.startswith("stopped by SIGTERM at step ")]
     assert stopped, out[-2000:]
     step = int(stopped[0].split("at step ")[1].split(";")[0])
     (ckpt,) = runs.glob("cyclegan/*/checkpoints/last.ckpt")
     assert torch.load(ckpt, weights_only=True)["global_step"] == step < 400
+
+
+def test_a_checkpoint_save_that_fails_midway_leaves_the_previous_one(tmp_path, monkeypatch):
+    # Lightning's own save writes its temporary file in $TMPDIR and moves it into place: a rename
+    # only on the same filesystem, else a copy into the old checkpoint. This one writes beside it.
+    from cyclegan.training.callbacks import AtomicCheckpointIO
+
+    class _Unsavable:
+        def __reduce__(self):
+            raise RuntimeError("killed mid-write")
+
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"step": 1}, path)
+    renamed, real_replace = [], os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: (renamed.append(Path(src)), real_replace(src, dst))[1])
+    io.save_checkpoint({"step": 2}, path)
+    assert [p.parent for p in renamed] == [path.parent]  # the temporary file is on the checkpoint's filesystem
+    with pytest.raises(RuntimeError, match="killed mid-write"):
+        io.save_checkpoint({"step": 3, "weights": torch.zeros(10_000), "bad": _Unsavable()}, path)
+    assert torch.load(path, weights_only=True) == {"step": 2}
+    assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]  # no temporaries left
+
+
+def test_a_save_removes_what_a_killed_process_left_and_only_that(tmp_path):
+    from cyclegan.training.callbacks import AtomicCheckpointIO
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its PID no longer runs
+    path = tmp_path / "last.ckpt"
+    left = tmp_path / f".last.ckpt.tmp-{dead.pid}"
+    busy = tmp_path / f".last.ckpt.tmp-{os.getppid()}"  # a process that still runs (and may be writing)
+    left.write_bytes(b"half a checkpoint")
+    busy.write_bytes(b"being written")
+    AtomicCheckpointIO().save_checkpoint({"step": 1}, path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["last.ckpt", busy.name])
 
 
 class _NaNAt(CycleGAN):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from cyclegan.cli.parsing import ToolArgumentParser
 from cyclegan.inference.checkpoints import sha256_file
 from cyclegan.inference.convert import OUTPUT_FORMATS, ConvertSettings, convert_folder
 from cyclegan.devices import default_batch_size, usable_cpus
@@ -26,7 +27,7 @@ from cyclegan.inference.export import FORMATS, export_checkpoint
 from cyclegan.evaluation.features import FeatureFallbackWarning, load_feature_extractor
 from cyclegan.data.images import IMAGE_EXTENSIONS
 from cyclegan.models.networks import GeneratorConfig
-from cyclegan.inference.pretrained import CACHE_ENV_VAR, PUBLISHED, cache_dir, fetch
+from cyclegan.inference.pretrained import CACHE_ENV_VAR, PRETRAINED_MODELS, cache_dir, fetch
 from cyclegan.inference.authors import GeneratorSpec
 from cyclegan.evaluation.report import (
     describe_run, log_compare_to_wandb, log_summary_to_wandb, wandb_files_under, wandb_run, write_json, write_report,
@@ -40,11 +41,6 @@ def _positive(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def _precision_argument(p: argparse.ArgumentParser) -> None:
@@ -71,7 +67,7 @@ def _note_single_generator(direction: str | None, kind: str, checkpoint: str) ->
 
 
 def _translate_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = ToolArgumentParser(
         prog="cyclegan translate",
         description="Translate a folder of images (recursively, mirrored into OUT) or a single image with a trained "
         "translator, at full resolution.",
@@ -133,7 +129,7 @@ def translate(argv: list[str]) -> int:
 
 
 def _export_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = ToolArgumentParser(
         prog="cyclegan export",
         description="Export one generator of a training checkpoint with dynamic height and width, then check that "
         "the exported model matches PyTorch.",
@@ -182,17 +178,17 @@ def export(argv: list[str]) -> int:
 
 def pretrained(argv: list[str]) -> int:
     """``cyclegan pretrained``: list the published generators, or fetch one and print its path."""
-    p = _Parser(prog="cyclegan pretrained",
-                description="The generators the CycleGAN authors published: list them, or download one into the "
-                f"cache ({cache_dir()}; set ${CACHE_ENV_VAR} to move it) and print its path. Use it as "
-                "--checkpoint pretrained:NAME.")
+    p = ToolArgumentParser(prog="cyclegan pretrained",
+                           description="The generators the CycleGAN authors published: list them, or download one "
+                           f"into the cache ({cache_dir()}; set ${CACHE_ENV_VAR} to move it) and print its path. "
+                           "Use it as --checkpoint pretrained:NAME.")
     p.add_argument("name", nargs="?", help="a published model, e.g. horse2zebra")
     p.add_argument("--list", action="store_true", help="print the published names and what each does")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     if args.list:
-        width = max(map(len, PUBLISHED))
-        for name, what in PUBLISHED.items():
+        width = max(map(len, PRETRAINED_MODELS))
+        for name, what in PRETRAINED_MODELS.items():
             print(f"{name:<{width}}  {what}")
         return 0
     if args.name is None:
@@ -294,13 +290,13 @@ def _log_to_wandb(args: argparse.Namespace, ev: Evaluation, out: Path, job_type:
     print(describe_run(run, offline))
 
 
-def _default_out(kind: str) -> Path:
-    return Path("runs") / kind / time.strftime("%Y%m%d-%H%M%S")
+def _default_out(command: str) -> Path:
+    return Path("runs") / command / time.strftime("%Y%m%d-%H%M%S")
 
 
 def evaluate(argv: list[str]) -> int:
     """``cyclegan evaluate``: print a table beside trivial references and write metrics.json."""
-    p = _Parser(prog="cyclegan evaluate", description=_EVALUATE_DESCRIPTION)
+    p = ToolArgumentParser(prog="cyclegan evaluate", description=_EVALUATE_DESCRIPTION)
     p.add_argument("--checkpoint", required=True, action="append", help=_CHECKPOINT_HELP)
     p.add_argument("--name", help="row name of the model (default: its kind)")
     p.add_argument("--out", type=Path, help="output folder for metrics.json (default: runs/evaluate/<time>)")
@@ -322,7 +318,7 @@ def evaluate(argv: list[str]) -> int:
 
 def compare(argv: list[str]) -> int:
     """``cyclegan compare``: the same inputs through every model; report.html, grid.png, metrics.csv/json, W&B."""
-    p = _Parser(prog="cyclegan compare", description=_EVALUATE_DESCRIPTION)
+    p = ToolArgumentParser(prog="cyclegan compare", description=_EVALUATE_DESCRIPTION)
     p.add_argument("--checkpoint", required=True, action="append", help=_CHECKPOINT_HELP + "; repeat for each model")
     p.add_argument("--name", action="append", help="row name per --checkpoint, in order (default: the model kind)")
     p.add_argument("--probe", type=int, default=32, help="images shown side by side (evenly spaced over the sorted inputs)")

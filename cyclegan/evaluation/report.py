@@ -50,7 +50,7 @@ def _png(image: torch.Tensor, path: Path) -> None:
 
 def grid_columns(ev: Evaluation) -> list[tuple[str, torch.Tensor]]:
     """(title, uint8 (N, 3, E, E)): input, each model, ground truth when there is one."""
-    cols = [("input", ev.inputs)] + [(name, out) for name, out in ev.outputs.items() if ev.kinds[name] == "model"]
+    cols = [("input", ev.inputs)] + [(name, out) for name, out in ev.outputs.items() if ev.row_types[name] == "model"]
     if ev.targets is not None:
         cols.append(("ground truth", ev.targets))
     return cols
@@ -69,25 +69,25 @@ def _wrap(text: str, width: float, measure) -> list[str]:
 
 def write_grid(path: Path, columns: list[tuple[str, torch.Tensor]], rows: list[int], *, cell: int = 128,
                labels: list[str] | None = None) -> Path:
-    """One row per index in ``rows``, one column per (title, images), 2 px white gaps. Drawn with PIL:
-    each column's title (input, the model names, ground truth) in full on top, each row's label
-    (``labels[r]``, the image name) in a strip at its left."""
+    """One row per index in ``rows``, one column per (title, images), 2 px white gaps (torchvision's
+    ``make_grid``). Text drawn with PIL: each column's title (input, the model names, ground truth) in
+    full on top, each row's label (``labels[r]``, the image name) in a strip at its left."""
+    from torchvision.utils import make_grid  # slow to import: only when a grid is written
+
     gap, line_h = 2, 12
     font = ImageFont.load_default()
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength
     titles = [_wrap(title, cell - 4, lambda t: measure(t, font=font)) for title, _ in columns]
     header = 4 + line_h * max(map(len, titles))
     strip = 0 if labels is None else min(3 * cell, 8 + int(max(measure(labels[r], font=font) for r in rows)))
-    width = strip + len(columns) * (cell + gap) + gap
-    height = header + len(rows) * (cell + gap) + gap
-    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    tiles = [_tile(images[r], cell) for r in rows for _, images in columns]  # row by row
+    grid = make_grid(torch.stack(tiles), nrow=len(columns), padding=gap, pad_value=255)
+    canvas = Image.new("RGB", (strip + grid.shape[2], header + grid.shape[1]), (255, 255, 255))
+    canvas.paste(Image.fromarray(grid.permute(1, 2, 0).numpy()), (strip, header))
     draw = ImageDraw.Draw(canvas)
-    for j, (_, images) in enumerate(columns):
-        x = strip + gap + j * (cell + gap)
-        draw.multiline_text((x + 2, 2), "\n".join(titles[j]), fill=(0, 0, 0), font=font, spacing=line_h - 10)
-        for i, r in enumerate(rows):
-            tile = Image.fromarray(images[r].permute(1, 2, 0).numpy()).resize((cell, cell), Image.BICUBIC)
-            canvas.paste(tile, (x, header + gap + i * (cell + gap)))
+    for j, lines in enumerate(titles):
+        draw.multiline_text((strip + gap + j * (cell + gap) + 2, 2), "\n".join(lines), fill=(0, 0, 0), font=font,
+                            spacing=line_h - 10)
     for i, r in enumerate(rows if labels is not None else []):
         lines = _wrap(labels[r], strip - 6, lambda t: measure(t, font=font))[: max(1, cell // line_h)]
         draw.multiline_text((3, header + gap + i * (cell + gap) + 2), "\n".join(lines), fill=(0, 0, 0), font=font,
@@ -96,12 +96,18 @@ def write_grid(path: Path, columns: list[tuple[str, torch.Tensor]], rows: list[i
     return path
 
 
+def _tile(image: torch.Tensor, cell: int) -> torch.Tensor:
+    """uint8 (3, H, W) -> (3, cell, cell), PIL bicubic."""
+    resized = Image.fromarray(image.permute(1, 2, 0).numpy()).resize((cell, cell), Image.BICUBIC)
+    return torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1)
+
+
 def probe_rows(ev: Evaluation, rows: list[int]) -> list[dict]:
     """One dict per probe image and model: image, model, and every per-image metric (None where undefined)."""
     out = []
     for r in rows:
         for name, scores in ev.per_image.items():
-            if ev.kinds[name] != "model":
+            if ev.row_types[name] != "model":
                 continue
             row = {"image": ev.names[r], "model": name}
             for m in PER_IMAGE_METRICS:
@@ -141,7 +147,7 @@ def _bar_chart(ev: Evaluation, metric: str) -> str:
     for i, (name, v) in enumerate(items):
         y = 20 + i * row_h
         w = max(1.0, bar_w * abs(v) / top)
-        colour = "#3b6fb6" if ev.kinds[name] == "model" else "#b0b0b0"
+        colour = "#3b6fb6" if ev.row_types[name] == "model" else "#b0b0b0"
         parts += [f'<text x="{label_w - 4}" y="{y + 12}" text-anchor="end">{html.escape(name)}</text>',
                   f'<rect x="{label_w}" y="{y + 2}" width="{w:.1f}" height="{row_h - 5}" fill="{colour}"/>',
                   f'<text x="{label_w + w + 4:.1f}" y="{y + 12}">{html.escape(format_value(metric, v))}</text>']
@@ -167,7 +173,7 @@ def write_html(path: Path, ev: Evaluation, rows: list[int], images: dict[tuple[i
     out += [f"<th>{e('kid ± std' if m == 'kid_mean' else m)} {'↑' if M.HIGHER_IS_BETTER[m] else '↓'}</th>" for m in metrics]
     out.append("</tr>")
     for name in ev.summary:
-        cls = " class='ref'" if ev.kinds[name] == "reference" else ""
+        cls = " class='ref'" if ev.row_types[name] == "reference" else ""
         out.append(f"<tr{cls}><td>{e(name)}</td>")
         for m in metrics:
             std = ev.summary[name].get("kid_std") if m == "kid_mean" else None
@@ -230,7 +236,7 @@ def log_compare_to_wandb(run, ev: Evaluation, rows: list[int], *, grid: Path | N
     import wandb
 
     columns = grid_columns(ev)
-    models = [n for n in ev.per_image if ev.kinds[n] == "model"]
+    models = [n for n in ev.per_image if ev.row_types[n] == "model"]
     metric_cols = [(n, m) for n in models for m in PER_IMAGE_METRICS if m in ev.per_image[n]]
     table = wandb.Table(columns=["image", *[c for c, _ in columns], *[f"{n}/{m}" for n, m in metric_cols]])
     for r in rows:
@@ -283,17 +289,18 @@ def wandb_files_under(folder: Path) -> Iterator[None]:
 
 
 def describe_run(run, offline: bool) -> str:
-    run_dir = Path(run.dir).parent
-    if offline:
-        return f"W&B run {run.id} logged offline to {run_dir}; upload it later with: wandb sync {run_dir}"
-    return f"W&B run {run.id}: {run.url}"
+    """Where a finished evaluate/compare run is (the wording of ``fit``'s), and offline how to upload it."""
+    from cyclegan.training.wandb_logger import run_folder, where_is  # imports Lightning: only with a W&B run
+
+    line = where_is(run, offline)
+    return f"{line}; upload it with: wandb sync {run_folder(run)}" if offline else line
 
 
 def summary_table(ev: Evaluation):
     import wandb
 
     metrics = ev.metric_names()
-    data = [[name, ev.kinds[name], *[json_safe(ev.summary[name].get(m)) for m in metrics]] for name in ev.summary]
+    data = [[name, ev.row_types[name], *[json_safe(ev.summary[name].get(m)) for m in metrics]] for name in ev.summary]
     return wandb.Table(columns=["model", "kind", *metrics], data=data)
 
 
