@@ -20,12 +20,12 @@ N, E = 3, 16
 def _evaluation(summary: dict[str, dict[str, float]]) -> Evaluation:
     g = torch.Generator().manual_seed(0)
     images = lambda: torch.randint(0, 256, (N, 3, E, E), generator=g, dtype=torch.uint8)  # noqa: E731
-    kinds = {name: "reference" if name.startswith("ref:") else "model" for name in summary}
+    row_types = {name: "reference" if name.startswith("ref:") else "model" for name in summary}
     per_image = {name: {m: torch.full((N,), v) for m, v in row.items() if m != "kid_std"} for name, row in summary.items()}
     card = M.ProtocolCard(direction="a2b", input_dir="in", n_inputs=N, eval_size=E, translate_size=E, resize_filter="bicubic")
     return Evaluation(card=card, names=[f"img{i}.png" for i in range(N)], inputs=images(), targets=images(),
                       has_target=torch.ones(N, dtype=torch.bool), outputs={n: images() for n in summary},
-                      per_image=per_image, summary=summary, kinds=kinds)
+                      per_image=per_image, summary=summary, row_types=row_types)
 
 
 def _row(rmse, edge_f1, kid, kid_std=0.0):

@@ -3,6 +3,12 @@
 The file is a LevelDB-style log of protobuf ``Record``s: a 7-byte file header, then
 32 KiB blocks of chunks, each with a 7-byte header (crc32, length, type); records
 larger than a block are split into FIRST/MIDDLE/LAST chunks.
+
+A private format, parsed by hand because the installed wandb (0.31) ships no reader for it, public
+or private: ``wandb.sdk.internal.datastore`` (older releases' private reader) is gone, wandb-core
+(Go) reads these files only inside ``wandb sync`` and the ``wandb leet`` terminal UI, and
+``wandb sync --view`` was removed; only the (undocumented) ``Record`` protobuf classes in
+``wandb.proto.wandb_internal_pb2`` remain. A wandb release may change the framing.
 """
 
 from __future__ import annotations
