@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cyclegan.evaluation import metrics as M  # noqa: E402
+from cyclegan.evaluation.features import FeatureExtractor, load_feature_extractor  # noqa: E402
 from cyclegan.cli import build_cli  # noqa: E402
 from cyclegan.devices import usable_cpus  # noqa: E402
 from cyclegan.evaluation.evaluate import REF_FLAT, evaluate_translators  # noqa: E402
@@ -271,9 +272,9 @@ def recipe_value(overlays: list[Path], keys: tuple[str, ...], default):
     return value
 
 
-def feature_extractor(args: argparse.Namespace) -> tuple[M.FeatureExtractor, float]:
+def feature_extractor(args: argparse.Namespace) -> tuple[FeatureExtractor, float]:
     """The KID/FID features and their measured seconds per 256 px image (to size the budget)."""
-    extractor = M.load_feature_extractor("inception", inception_path=args.inception)  # warns if it falls back
+    extractor = load_feature_extractor("inception", inception_path=args.inception)  # warns if it falls back
     with torch.inference_mode():
         probe = torch.randint(0, 256, (4, 3, 256, 256), dtype=torch.uint8)
         extractor(probe[:1])

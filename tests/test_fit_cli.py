@@ -126,6 +126,8 @@ def test_wrong_kind_and_shape_messages(tiny_root, tmp_path, capsys):
     (["--model.init_args.generator.ngf", "x"], "error: --model.init_args.generator.ngf: Expected a <class 'int'>."),
     (["--model.init_args.lambda_idt", "1"],
      "error: --model.init_args.lambda_idt: CycleGAN has no such setting (did you mean --model.init_args.lambda_identity?)"),
+    (["--model.init_args.max_nonfinte", "3"],  # a setting every model has, from the shared base
+     "error: --model.init_args.max_nonfinte: CycleGAN has no such setting (did you mean --model.init_args.max_nonfinite?)"),
     (["--data.crop_size", "-"], "error: "),
     (["--model.init_args.generator.arch", "unet", "--model.init_args.generator.n_downs", "6"],  # tiny: 32 px crops
      "error: --data.crop_size 32 is not a multiple of 64, which this generator needs (it downsamples 64x): use 64"),

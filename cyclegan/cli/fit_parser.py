@@ -62,7 +62,21 @@ def _unknown_setting(message: str) -> str | None:
     if not (keys and refused and owner):
         return None
     model_class = import_class(owner.group(1))
-    settings = inspect.signature(model_class).parameters
-    close = difflib.get_close_matches(refused.group(1), list(settings), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(refused.group(1), model_settings(model_class), n=1, cutoff=0.6)
     return (f"--{keys[0]}.init_args.{refused.group(1)}: {model_class.__name__} has no such setting"
             + (f" (did you mean --{keys[0]}.init_args.{close[0]}?)" if close else ""))
+
+
+def model_settings(model_class: type) -> list[str]:
+    """Every keyword a model takes: its own, then, while an ``__init__`` passes ``**kwargs`` on,
+    its base classes' (what LightningCLI offers as ``--model.init_args.*``)."""
+    names: list[str] = []
+    for cls in model_class.__mro__:
+        if "__init__" not in vars(cls):
+            continue
+        params = inspect.signature(cls.__init__).parameters.values()
+        names += [p.name for p in params if p.name != "self" and p.kind is not p.VAR_KEYWORD and p.name not in names]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return names
+

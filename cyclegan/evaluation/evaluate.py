@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from cyclegan.evaluation import metrics as M
+from cyclegan.evaluation.features import FeatureExtractor, extract_features
 from cyclegan.errors import DataError, EvaluationError
 from cyclegan.data.images import IMAGE_EXTENSIONS, list_images, read_image, resize_array, to_uint8
 from cyclegan.inference.translator import Translator
@@ -270,7 +271,7 @@ def _score(outputs: dict[str, torch.Tensor], cycles: dict[str, torch.Tensor], da
 
 
 def _distribution_scores(summary: dict[str, dict[str, float]], outputs: dict[str, torch.Tensor], data: _Data,
-                         card: M.ProtocolCard, extractor: M.FeatureExtractor, *, kid_subsets: int,
+                         card: M.ProtocolCard, extractor: FeatureExtractor, *, kid_subsets: int,
                          kid_subset_size: int, device, log: Log, progress: bool) -> bool:
     """KID and FID of every row against the reference set, into ``summary``; False if skipped (too few images)."""
     if data.reference is None:
@@ -280,7 +281,7 @@ def _distribution_scores(summary: dict[str, dict[str, float]], outputs: dict[str
     card.feature_input, card.feature_standard = extractor.input_note, extractor.standard
     card.kid_subsets, n = kid_subsets, len(data.files)
     start, done = time.perf_counter(), True
-    features = lambda images, what: M.extract_features(  # noqa: E731
+    features = lambda images, what: extract_features(  # noqa: E731
         images, extractor, device=device, bar=progress_bar(None, desc=f"features ({what})", total=len(images),
                                                            progress=progress))
     real = features(data.reference, "references")
@@ -334,7 +335,7 @@ def evaluate_translators(
     translators: list[Translator], input_dir: str | os.PathLike, *, names: list[str | None] | None = None,
     reference_dir: str | os.PathLike | None = None, target_dir: str | os.PathLike | None = None,
     direction: str = "a2b", size: int = 256, translate_size: int | None = None, filter: str = "antialiased",
-    extractor: M.FeatureExtractor | None = None, kid_subsets: int = 100, kid_subset_size: int = 100,
+    extractor: FeatureExtractor | None = None, kid_subsets: int = 100, kid_subset_size: int = 100,
     limit: int | None = None, reference_limit: int | None = None, batch_size: int = 8,
     device: str | torch.device = "cpu", log: Log = lambda _: None, progress: bool = False,
 ) -> Evaluation:

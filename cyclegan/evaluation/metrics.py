@@ -36,10 +36,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from cyclegan.errors import MetricsError
-from cyclegan.evaluation.features import (  # noqa: F401 - part of this module's interface: M.extract_features, ...
-    FeatureExtractor, FidelityInception, RandomConvFeatures, TorchScriptInception, extract_features,
-    load_feature_extractor,
-)
 from cyclegan.data.images import float_batch
 
 PIXEL_ACC_THRESHOLD = 5.0

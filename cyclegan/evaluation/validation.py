@@ -12,7 +12,8 @@ from pytorch_lightning.utilities import rank_zero_warn
 from cyclegan.data.datamodule import stack_cropped
 from cyclegan.data.images import to_uint8
 from cyclegan.errors import MetricsError
-from cyclegan.evaluation.metrics import extract_features, kid, load_feature_extractor, paired_metrics
+from cyclegan.evaluation.features import extract_features, load_feature_extractor
+from cyclegan.evaluation.metrics import kid, paired_metrics
 
 
 class ValidationMetrics(pl.Callback):

@@ -20,9 +20,9 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from cyclegan.errors import NonFiniteLossError, warn
-from cyclegan.models.augment import DiffAugment
+from cyclegan.models.augment import DiffAugment, DiffAugmentOp
 from cyclegan.models.image_pool import Pools
-from cyclegan.models.losses import DiscriminatorLoss
+from cyclegan.models.losses import DiscriminatorLoss, GanMode
 from cyclegan.models.networks import DiscriminatorConfig, GeneratorConfig
 from cyclegan.training import state
 from cyclegan.training.lightning_internals import batches_that_stepped
@@ -42,35 +42,71 @@ def network_configs(
 
 
 class TranslationModel(pl.LightningModule):
-    """Shared by every translator. A model's ``__init__`` reads, in this order::
+    """Shared by every translator: the settings every model has (below), optimizers and the LR
+    schedule, the non-finite guard, logging and the checkpoint state.
 
-        super().__init__()
-        self.save_hyperparameters()                 # the model's own arguments
-        generator, discriminator = self.keep_network_configs(generator, discriminator)
-        self.G_AB = ...; self.D_B = ...             # its networks (weights drawn first)
-        self.setup_training(generators=[self.G_AB], discriminators=[self.D_B], pools=("b",))
+    A model takes its own settings and passes the rest on (LightningCLI offers both sets as
+    ``--model.init_args.*``, following ``**kwargs`` to this signature)::
+
+        def __init__(self, *, lambda_x: float = 1.0, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.G_AB = ...; self.D_B = ...             # its networks (weights drawn first)
+            self.setup_training(generators=[self.G_AB], discriminators=[self.D_B], pools=("b",))
 
     and its ``training_step`` updates the generators with ``opt_g.step()`` and the
     discriminators with :meth:`step_discriminators`, so that ``global_step`` counts iterations.
-    The arguments every model has (``lr``, ``lr_d``, ``beta1``, ``beta2``, ``n_epochs``,
-    ``n_epochs_decay``, ``pool_size``, ``compile``, ``max_nonfinite``, ``diff_augment``,
-    ``input_nc``, ``output_nc``) are read from ``self.hparams``; each model still lists them
-    in its signature, as LightningCLI builds ``--model.init_args.*`` from that signature.
+
+    Args:
+        generator, discriminator: architectures (every generator and discriminator of the model).
+        gan_mode: adversarial objective, see :mod:`cyclegan.models.losses`.
+        lambda_gp: gradient-penalty weight (``wgangp`` only).
+        pool_size: generated images kept for discriminator updates; 0 disables the pool.
+        lr, beta1, beta2: Adam settings for all networks.
+        lr_d: the discriminators' LR when it should differ from ``lr`` (two time-scale update
+            rule, Heusel et al. 2017); ``None``, the default, uses ``lr`` as published.
+        n_epochs, n_epochs_decay: epochs at constant LR, then epochs of linear decay to 0.
+        init_gain: standard deviation of the N(0, gain) weight initialisation.
+        input_nc, output_nc: channels of domains A and B (linked to the data module by the CLI).
+        compile: ``torch.compile`` the networks (first iterations are slow while it compiles).
+        max_nonfinite: iterations in a row with a NaN/inf loss (each skipped) before training stops.
+        diff_augment: random differentiable transformations of every discriminator input while
+            training (``color``, ``translation``, ``cutout``; see :mod:`cyclegan.models.augment`): for
+            datasets of a few hundred images. Off (``()``) by default, as published.
     """
 
     kind: ClassVar[str]  # "cyclegan", "method1": run folders, checkpoint checks, W&B tags
     directions: ClassVar[dict[str, str]]  # "a2b"/"b2a" -> the attribute holding that generator
 
     # ------------------------------------------------------------------------ construction
-    def keep_network_configs(self, generator: GeneratorConfig | Mapping[str, Any],
-                             discriminator: DiscriminatorConfig | Mapping[str, Any]) -> tuple[GeneratorConfig, DiscriminatorConfig]:
-        """After ``save_hyperparameters``: plain dicts in the checkpoint (it loads with
-        ``torch.load(weights_only=True)``) and manual optimization (one G and one D update per step)."""
+    def __init__(
+        self,
+        *,
+        generator: GeneratorConfig = GeneratorConfig(),
+        discriminator: DiscriminatorConfig = DiscriminatorConfig(),
+        gan_mode: GanMode = "lsgan",
+        lambda_gp: float = 10.0,
+        pool_size: int = 50,
+        lr: float = 2e-4,
+        lr_d: float | None = None,
+        beta1: float = 0.5,
+        beta2: float = 0.999,
+        n_epochs: int = 100,
+        n_epochs_decay: int = 100,
+        init_gain: float = 0.02,
+        input_nc: int = 3,
+        output_nc: int = 3,
+        compile: bool = False,
+        max_nonfinite: int = 5,
+        diff_augment: tuple[DiffAugmentOp, ...] = (),
+    ) -> None:
+        super().__init__()
         generator, discriminator = network_configs(generator, discriminator)
+        # Lightning reads the arguments of every __init__ on the way here: this one's and the model's.
+        self.save_hyperparameters()
+        # Plain dicts in the checkpoint, so that it loads with torch.load(weights_only=True).
         self.hparams.update(generator=asdict(generator), discriminator=asdict(discriminator))
-        self.automatic_optimization = False
-        self.generator_config = generator
-        return generator, discriminator
+        self.generator_config, self.discriminator_config = generator, discriminator
+        self.automatic_optimization = False  # one G and one D update per step, by hand
 
     def setup_training(self, *, generators: list[nn.Module], discriminators: list[nn.Module],
                        pools: tuple[str, ...]) -> None:
@@ -79,7 +115,7 @@ class TranslationModel(pl.LightningModule):
         seeds from torch's RNG after the weights, so a seed gives the same run as before."""
         hp = self.hparams
         self._generators, self._discriminators = list(generators), list(discriminators)
-        self.augment = DiffAugment(hp.get("diff_augment", ()))  # what the discriminators see while training
+        self.augment = DiffAugment(hp.diff_augment)  # what the discriminators see while training
         self.guard = NonFiniteGuard(patience=hp.max_nonfinite)
         self.pools = Pools(hp.pool_size, *pools)
         self._resume_rank_states: Mapping[str, Any] | None = None

@@ -23,7 +23,6 @@ from pytorch_lightning.utilities import rank_zero_warn
 from PIL import Image
 from torchvision.utils import make_grid
 
-from cyclegan.data.datamodule import stack_cropped
 from cyclegan.data.images import to_uint8
 from cyclegan.errors import NonFiniteLossError, warn
 from cyclegan.training.wandb_logger import WandbLogger

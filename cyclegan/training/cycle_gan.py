@@ -14,13 +14,12 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 
-from cyclegan.models.augment import DiffAugmentOp
-from cyclegan.models.losses import GanMode, discriminator_loss, gan_loss
+from cyclegan.models.losses import discriminator_loss, gan_loss
 from cyclegan.models.networks import (
-    DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator, call_batched, init_weights,
+    build_discriminator, build_generator, call_batched, init_weights,
     samples_independent,
 )
-from cyclegan.training.base import D_ACCURACY, TranslationModel, discriminator_logs, network_configs
+from cyclegan.training.base import D_ACCURACY, TranslationModel, discriminator_logs
 
 
 class GeneratorLosses(NamedTuple):
@@ -42,67 +41,30 @@ class CycleGAN(TranslationModel):
     With ``diff_augment`` every D(x) in both objectives is D(T(x)), T a fresh random transformation.
 
     Args:
-        generator, discriminator: architectures (shared by both directions).
-        gan_mode: adversarial objective, see :mod:`cyclegan.models.losses`.
         lambda_a, lambda_b: cycle-consistency weights for A->B->A and B->A->B.
         lambda_identity: identity weight relative to the cycle weight; 0 disables it
             (and needs no second generator pass). Requires input_nc == output_nc.
-        lambda_gp: gradient-penalty weight (``wgangp`` only).
-        pool_size: generated images kept for discriminator updates; 0 disables the pool.
-        lr, beta1, beta2: Adam settings for all four networks.
-        lr_d: the discriminators' LR when it should differ from ``lr`` (two time-scale update
-            rule, Heusel et al. 2017); ``None``, the default, uses ``lr`` as published.
-        n_epochs, n_epochs_decay: epochs at constant LR, then epochs of linear decay to 0.
-        init_gain: standard deviation of the N(0, gain) weight initialisation.
-        input_nc, output_nc: channels of domains A and B (linked to the data module by the CLI).
-        compile: ``torch.compile`` the networks (first iterations are slow while it compiles).
-        max_nonfinite: iterations in a row with a NaN/inf loss (each skipped) before training stops.
         start_epoch: the LR schedule's epoch at this run's first epoch: a run carried on from
             the authors' code after that many epochs (``cyclegan fit --init_from DIR --init_epoch N``).
-        diff_augment: random differentiable transformations of every discriminator input while
-            training (``color``, ``translation``, ``cutout``; see :mod:`cyclegan.models.augment`): for
-            datasets of a few hundred images. Off (``()``) by default, as published.
+        **kwargs: what every model has (architectures, optimizer, schedule, pool, ...): see
+            :class:`~cyclegan.training.base.TranslationModel`. Both generators share one
+            architecture, and both discriminators another.
     """
 
     kind = "cyclegan"
     directions = {"a2b": "G_AB", "b2a": "G_BA"}
 
-    def __init__(
-        self,
-        *,
-        generator: GeneratorConfig = GeneratorConfig(),
-        discriminator: DiscriminatorConfig = DiscriminatorConfig(),
-        gan_mode: GanMode = "lsgan",
-        lambda_a: float = 10.0,
-        lambda_b: float = 10.0,
-        lambda_identity: float = 0.5,
-        lambda_gp: float = 10.0,
-        pool_size: int = 50,
-        lr: float = 2e-4,
-        lr_d: float | None = None,
-        beta1: float = 0.5,
-        beta2: float = 0.999,
-        n_epochs: int = 100,
-        n_epochs_decay: int = 100,
-        init_gain: float = 0.02,
-        input_nc: int = 3,
-        output_nc: int = 3,
-        compile: bool = False,
-        max_nonfinite: int = 5,
-        start_epoch: int = 0,
-        diff_augment: tuple[DiffAugmentOp, ...] = (),
-    ) -> None:
-        super().__init__()
-        generator, discriminator = network_configs(generator, discriminator)
-        if lambda_identity > 0 and input_nc != output_nc:
-            raise ValueError(f"the identity loss needs input_nc == output_nc (got {input_nc}, {output_nc}); set lambda_identity: 0")
-        self.save_hyperparameters()
-        generator, discriminator = self.keep_network_configs(generator, discriminator)
-
-        self.G_AB = init_weights(build_generator(generator, input_nc=input_nc, output_nc=output_nc), gain=init_gain)
-        self.G_BA = init_weights(build_generator(generator, input_nc=output_nc, output_nc=input_nc), gain=init_gain)
-        self.D_A = init_weights(build_discriminator(discriminator, input_nc=input_nc), gain=init_gain)
-        self.D_B = init_weights(build_discriminator(discriminator, input_nc=output_nc), gain=init_gain)
+    def __init__(self, *, lambda_a: float = 10.0, lambda_b: float = 10.0, lambda_identity: float = 0.5,
+                 start_epoch: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        hp, g, d = self.hparams, self.generator_config, self.discriminator_config
+        if lambda_identity > 0 and hp.input_nc != hp.output_nc:
+            raise ValueError(f"the identity loss needs input_nc == output_nc (got {hp.input_nc}, {hp.output_nc}); "
+                             "set lambda_identity: 0")
+        self.G_AB = init_weights(build_generator(g, input_nc=hp.input_nc, output_nc=hp.output_nc), gain=hp.init_gain)
+        self.G_BA = init_weights(build_generator(g, input_nc=hp.output_nc, output_nc=hp.input_nc), gain=hp.init_gain)
+        self.D_A = init_weights(build_discriminator(d, input_nc=hp.input_nc), gain=hp.init_gain)
+        self.D_B = init_weights(build_discriminator(d, input_nc=hp.output_nc), gain=hp.init_gain)
         self.setup_training(generators=[self.G_AB, self.G_BA], discriminators=[self.D_A, self.D_B], pools=("a", "b"))
         self._g_batchable = samples_independent(self.G_AB)
         self._d_batchable = samples_independent(self.D_A)

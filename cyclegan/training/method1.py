@@ -12,56 +12,34 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from cyclegan.models.augment import DiffAugmentOp
-from cyclegan.models.losses import GanMode, discriminator_loss, gan_loss
+from cyclegan.models.losses import discriminator_loss, gan_loss
 from cyclegan.models.networks import (
-    DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator, init_weights, samples_independent,
+    build_discriminator, build_generator, init_weights, samples_independent,
 )
-from cyclegan.training.base import D_ACCURACY, TranslationModel, discriminator_logs, network_configs
+from cyclegan.training.base import D_ACCURACY, TranslationModel, discriminator_logs
 
 
 class Method1(TranslationModel):
     """L_G = L_GAN(G_AB, D_B) [+ lambda_b * lambda_identity * ||G_AB(b) - b||_1];
     L_D = 0.5 * (L(D_B(b), 1) + L(D_B(pool(G_AB(a))), 0)).
 
-    Arguments mean what they mean for :class:`cyclegan.CycleGAN`. ``lambda_identity`` is 0 by
-    default (the GAN loss alone, as published); set it to CycleGAN's value to separate what the
-    cycle loss adds from what the identity loss adds. ``diff_augment`` as for CycleGAN.
+    Args:
+        lambda_b, lambda_identity: the identity term's weight is their product, as for
+            :class:`cyclegan.CycleGAN`'s B side. ``lambda_identity`` is 0 by default (the GAN
+            loss alone, as published); set it to CycleGAN's value to separate what the cycle
+            loss adds from what the identity loss adds.
+        **kwargs: what every model has (architectures, optimizer, schedule, pool, ...): see
+            :class:`~cyclegan.training.base.TranslationModel`.
     """
 
     kind = "method1"
     directions = {"a2b": "G_AB"}
 
-    def __init__(
-        self,
-        *,
-        generator: GeneratorConfig = GeneratorConfig(),
-        discriminator: DiscriminatorConfig = DiscriminatorConfig(),
-        gan_mode: GanMode = "lsgan",
-        lambda_b: float = 10.0,
-        lambda_identity: float = 0.0,
-        lambda_gp: float = 10.0,
-        pool_size: int = 50,
-        lr: float = 2e-4,
-        lr_d: float | None = None,
-        beta1: float = 0.5,
-        beta2: float = 0.999,
-        n_epochs: int = 100,
-        n_epochs_decay: int = 100,
-        init_gain: float = 0.02,
-        input_nc: int = 3,
-        output_nc: int = 3,
-        compile: bool = False,
-        max_nonfinite: int = 5,
-        diff_augment: tuple[DiffAugmentOp, ...] = (),
-    ) -> None:
-        super().__init__()
-        generator, discriminator = network_configs(generator, discriminator)
-        self.save_hyperparameters()
-        generator, discriminator = self.keep_network_configs(generator, discriminator)
-
-        self.G_AB = init_weights(build_generator(generator, input_nc=input_nc, output_nc=output_nc), gain=init_gain)
-        self.D_B = init_weights(build_discriminator(discriminator, input_nc=output_nc), gain=init_gain)
+    def __init__(self, *, lambda_b: float = 10.0, lambda_identity: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        hp, g, d = self.hparams, self.generator_config, self.discriminator_config
+        self.G_AB = init_weights(build_generator(g, input_nc=hp.input_nc, output_nc=hp.output_nc), gain=hp.init_gain)
+        self.D_B = init_weights(build_discriminator(d, input_nc=hp.output_nc), gain=hp.init_gain)
         self.setup_training(generators=[self.G_AB], discriminators=[self.D_B], pools=("b",))
         self._d_batchable = samples_independent(self.D_B)
         self.pool_b = self.pools["b"]  # fakes of B, for D_B
