@@ -2,8 +2,8 @@
 
 A run's saved ``config.yaml`` holds class paths such as ``cyclegan.tracking.WandbLogger``
 (written by LightningCLI from the class's module), and ``cyclegan fit --config`` must keep
-reading it. Each old path imports as the module that now holds those classes; nothing else
-of the old layout is kept.
+reading it. Each old path imports as a small module that hands out the names now living in
+the modules listed for it; nothing else of the old layout is kept.
 """
 
 from __future__ import annotations
@@ -12,13 +12,28 @@ import importlib
 import importlib.abc
 import importlib.util
 import sys
+import types
 
 OLD_MODULES = {
-    "cyclegan.tracking": "cyclegan.training.wandb_logger",
-    "cyclegan.cycle_gan": "cyclegan.training.cycle_gan",
-    "cyclegan.method1": "cyclegan.training.method1",
-    "cyclegan.callbacks": "cyclegan.training.callbacks",
+    "cyclegan.tracking": ("cyclegan.training.wandb_logger",),
+    "cyclegan.cycle_gan": ("cyclegan.training.cycle_gan",),
+    "cyclegan.method1": ("cyclegan.training.method1",),
+    "cyclegan.callbacks": ("cyclegan.training.callbacks", "cyclegan.evaluation.validation"),
 }
+
+
+def _alias(name: str) -> types.ModuleType:
+    module = types.ModuleType(name, f"cyclegan 0.1's {name}: now {', '.join(OLD_MODULES[name])}")
+
+    def __getattr__(attr: str):
+        for new in OLD_MODULES[name]:
+            value = getattr(importlib.import_module(new), attr, None)
+            if value is not None:
+                return value
+        raise AttributeError(f"module {name!r} has no attribute {attr!r}")
+
+    module.__getattr__ = __getattr__
+    return module
 
 
 class _OldPath(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -26,10 +41,10 @@ class _OldPath(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return importlib.util.spec_from_loader(name, self) if name in OLD_MODULES else None
 
     def create_module(self, spec):
-        return importlib.import_module(OLD_MODULES[spec.name])  # the module itself, under its old name too
+        return _alias(spec.name)
 
     def exec_module(self, module) -> None:
-        pass  # already executed under its new name
+        pass  # its names come from the new modules, on first access
 
 
 def install() -> None:

@@ -16,7 +16,7 @@ renamed to ``ROOT/NAME.zip`` once complete, extracted to ``ROOT/NAME/``
 * The base URL can be overridden with ``--base-url`` or the environment
   variable ``CYCLEGAN_DATASET_URL`` (e.g. for a mirror).
 
-The download itself is ``cyclegan.download`` (shared with the published
+The download itself is ``cyclegan.inference.download`` (shared with the published
 models of ``cyclegan pretrained``); the script runs from a checkout with or
 without the package installed. ``tqdm`` draws the progress bar when installed.
 
@@ -81,7 +81,7 @@ def dataset_url(name: str, base: Optional[str] = None) -> str:
 
 def download(url: str, dest: Path, *, timeout: float = TIMEOUT_S, progress: bool = True) -> Path:
     """Download ``url`` to ``dest`` via ``dest.part``, resuming a previous partial file
-    (see :func:`cyclegan.download.download`); status lines go to stdout."""
+    (see :func:`cyclegan.inference.download.download`); status lines go to stdout."""
     return _download(url, dest, timeout=timeout, progress=progress, notify=print)
 
 

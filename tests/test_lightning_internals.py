@@ -12,7 +12,8 @@ from pytorch_lightning import loggers
 from pytorch_lightning.loggers.logger import Logger
 
 from cyclegan import CycleGAN, DiscriminatorConfig, GeneratorConfig, UnpairedImageDataModule
-from cyclegan.training.lightning_internals import batches_that_stepped, drop_wandb_anonymous, set_wandb_mode
+from cyclegan.training.callbacks import LastCheckpoint
+from cyclegan.training.lightning_internals import batches_trained, drop_wandb_anonymous, set_wandb_mode
 from cyclegan.training.wandb_logger import WandbLogger
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -51,22 +52,46 @@ class _NaNAt(CycleGAN):
 
 def _fit(model, root, tmp_path, **trainer):
     dm = UnpairedImageDataModule(str(root), load_size=36, crop_size=32, num_workers=0)
-    t = pl.Trainer(enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    trainer = {"enable_checkpointing": False, **trainer}
+    t = pl.Trainer(enable_progress_bar=False, enable_model_summary=False,
                    limit_val_batches=0, num_sanity_val_steps=0, default_root_dir=tmp_path, **trainer)
     t.fit(model, dm)
     return t
 
 
+def _old_style(path: Path) -> Path:
+    """The checkpoint as one written before the models counted their batches."""
+    checkpoint = torch.load(path, weights_only=True)
+    del checkpoint["batches_trained"]
+    torch.save(checkpoint, path.with_name("old.ckpt"))
+    return path.with_name("old.ckpt")
+
+
 def test_lightning_counts_batches_in_its_loop_state_where_old_checkpoints_are_read(tiny_root, tmp_path):
     pl.seed_everything(0)
-    trainer = _fit(CycleGAN(**TINY), tiny_root, tmp_path, max_steps=3, logger=False)
-    trainer.save_checkpoint(tmp_path / "c.ckpt")
-    checkpoint = torch.load(tmp_path / "c.ckpt", weights_only=True)
-    assert batches_that_stepped(checkpoint) == 3
-    assert checkpoint["global_step"] == 3  # one counted step per iteration, G and D updated
-    # The oldest fixture counted two steps per iteration: only the loop state says how many batches ran.
+    model = _NaNAt({2}, **TINY)  # one skipped update: global_step is not the batch count
+    _fit(model, tiny_root, tmp_path, max_steps=3, logger=False, enable_checkpointing=True,
+         callbacks=[LastCheckpoint(dirpath=str(tmp_path), every_n_train_steps=0)])  # written at a batch's end
+    checkpoint = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 3 and checkpoint["batches_trained"] == model.batches_trained == 4
+    assert batches_trained(checkpoint) == 4  # what the model would have counted
     old = torch.load(FIXTURES / "v0_cyclegan.ckpt", weights_only=True)
-    assert (old["global_step"], batches_that_stepped(old)) == (2, 1)
+    assert (old["global_step"], batches_trained(old)) == (2, 2)
+
+
+def test_a_run_resumed_from_an_old_checkpoint_logs_each_batch_its_own_values(tiny_root, tmp_path):
+    pl.seed_everything(0)
+    _fit(CycleGAN(**TINY), tiny_root, tmp_path, max_steps=3, logger=False, enable_checkpointing=True,
+         callbacks=[LastCheckpoint(dirpath=str(tmp_path), every_n_train_steps=0)])
+    recorder, model = _Recorder(), _NaNAt(set(), **TINY)
+    dm = UnpairedImageDataModule(str(tiny_root), load_size=36, crop_size=32, num_workers=0)
+    pl.Trainer(max_steps=8, logger=recorder, log_every_n_steps=2, enable_progress_bar=False, enable_model_summary=False,
+               limit_val_batches=0, num_sanity_val_steps=0, default_root_dir=tmp_path,
+               callbacks=[LastCheckpoint(dirpath=str(tmp_path), every_n_train_steps=0)],
+               ).fit(model, dm, ckpt_path=_old_style(tmp_path / "last.ckpt"))
+    logged = {step: metrics["train/loss_g"] for step, metrics in recorder.calls if "train/loss_g" in metrics}
+    assert list(logged) == [3, 5, 7]  # batches 4, 6, 8: model.calls 1, 3, 5 of this run
+    assert [round(v, 5) for v in logged.values()] == [round(model.loss_g[c], 5) for c in (1, 3, 5)]
 
 
 def test_lightning_wandb_logger_still_holds_the_init_arguments_we_change(tmp_path):

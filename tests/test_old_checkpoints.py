@@ -72,3 +72,8 @@ def test_a_config_saved_by_the_flat_layout_still_loads(tiny_root, tmp_path):
     cli = build_cli(["--config", str(saved), "--config", str(configs / "tiny.yaml"),
                      "--data.root", str(tiny_root)], run=False)
     assert type(cli.trainer.logger) is WandbLogger and type(cli.model) is cyclegan.CycleGAN
+    import importlib
+
+    from cyclegan.evaluation.validation import ValidationMetrics
+    old_callbacks = importlib.import_module("cyclegan.callbacks")  # callbacks could be named by class path too
+    assert old_callbacks.ValidationMetrics is ValidationMetrics and old_callbacks.__name__ == "cyclegan.callbacks"

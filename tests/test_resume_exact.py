@@ -195,4 +195,9 @@ def test_the_nonfinite_guard_stop_writes_last_ckpt_at_the_last_completed_iterati
 
     with pytest.raises(NonFiniteLossError):
         _fit(_NaNFrom4, tiny_root, tmp_path / "ckpt", max_steps=20, model_kw={"max_nonfinite": 2})
-    assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["global_step"] == 3
+    saved = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == 3
+    # The data resumes at the batch that raised, as Lightning's loop state counts it (3 trained, 1 skipped).
+    loop = saved["loops"]["fit_loop"]
+    assert loop["epoch_loop.batch_progress"]["current"]["processed"] == 4
+    assert loop["state_dict"]["combined_loader"] == [{"epoch": 0, "position": 4}]

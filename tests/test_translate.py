@@ -401,3 +401,12 @@ def test_debug_flag_reraises_with_traceback_instead_of_one_line(tmp_path, capsys
     assert capsys.readouterr().err.strip() == f"error: checkpoint not found: {tmp_path / 'none.ckpt'}"
     with pytest.raises(CheckpointError):
         cli_main(["--debug", *argv])
+
+
+def test_a_resized_conversion_names_its_resize_rule_so_outputs_of_another_rule_are_not_reused():
+    # Earlier versions resized with PIL bicubic; a manifest row of theirs must not pass for this rule's.
+    from cyclegan.inference.manifest import settings_fingerprint
+
+    same = dict(direction="a2b", precision="32", fmt="png", tile=None, overlap=32, max_pixels=None, stats_size=256)
+    assert "resize=256:area-cubic " in settings_fingerprint(resize=256, **same)
+    assert "resize=none " in settings_fingerprint(resize=None, **same)  # full-size outputs: the same as before

@@ -2,8 +2,8 @@
 
 Each command parses its arguments, calls the library once and prints what happened; it
 returns an exit code, or raises a :class:`~cyclegan.errors.CycleGANError` that
-:func:`cyclegan.cli.app` reports in one line. This module and cli.py are the only ones
-that parse arguments or print to the terminal.
+:mod:`cyclegan.cli.app` reports in one line. Only the modules of :mod:`cyclegan.cli` parse
+arguments or print to the terminal (tests/test_architecture.py holds it).
 """
 
 from __future__ import annotations

@@ -278,7 +278,7 @@ def _quiet(verbose: bool) -> Iterator[None]:
     with warnings.catch_warnings():
         # main() hands LightningCLI the arguments explicitly (less --debug).
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-        # training.set_epoch puts a resumed run's LR schedulers at its epoch before any optimizer
+        # training.base.set_epoch puts a resumed run's LR schedulers at its epoch before any optimizer
         # step: that is the point, nothing is skipped.
         warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
         if not verbose:

@@ -11,9 +11,10 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Timer
 from pytorch_lightning.utilities import rank_zero_only
 
-from cyclegan.inference.checkpoints import WANDB_RUN_ID
+from cyclegan.training.state import WANDB_RUN_ID
 from cyclegan.training.callbacks import run_dir
-from cyclegan.training.wandb_logger import WandbLogger, run_folder
+from cyclegan.training.wandb_logger import WandbLogger
+from cyclegan.training.wandb_runs import run_folder
 
 
 @rank_zero_only

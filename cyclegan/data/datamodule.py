@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.trainer.states import TrainerFn
+from pytorch_lightning.trainer.states import TrainerFn, TrainerStatus
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
 
 from cyclegan.devices import usable_cpus
@@ -207,11 +207,14 @@ class ResumableDataLoader(DataLoader):
     on. The loader cannot count the batches trained on as it yields them (Lightning fetches
     a batch ahead): the DataModule counts each batch as it reaches training
     (``on_after_batch_transfer``) in :attr:`batches_started`, which each epoch's iteration
-    starts at the resume position.
+    starts at the resume position. A checkpoint written after an exception (the non-finite
+    guard's stop) leaves out the batch in flight, as Lightning's own loop state does: the
+    resumed run trains it again.
     """
 
     batches_started = 0  # batches of this epoch handed to training_step, the current one included
-    per_epoch: Callable[[], int | None] | None = None  # () -> batches an epoch has (the trainer's count); None outside fit
+    # () -> (batches an epoch has, 1 while an exception interrupts a batch else 0); None outside fit
+    progress: Callable[[], tuple[int, int] | None] | None = None
 
     def __iter__(self):
         self.batches_started = self.sampler.start_position() // self._per_batch()
@@ -221,10 +224,11 @@ class ResumableDataLoader(DataLoader):
         return self.batch_size * self.sampler.num_replicas  # places of the epoch one batch of all ranks takes
 
     def state_dict(self) -> dict[str, int]:
-        per_epoch = self.per_epoch() if self.per_epoch is not None else None
-        if per_epoch is None:
+        progress = self.progress() if self.progress is not None else None
+        if progress is None:
             return {}
-        batches = self.batches_started
+        per_epoch, in_flight = progress
+        batches = self.batches_started - in_flight
         if batches >= per_epoch:  # the epoch is done: the next starts afresh
             return {"epoch": self.sampler.epoch + 1, "position": 0}
         return {"epoch": self.sampler.epoch, "position": batches * self._per_batch()}
@@ -331,15 +335,15 @@ class UnpairedImageDataModule(pl.LightningDataModule):
         sampler = EpochSampler(len(self.train_set), seed=self.seed, num_replicas=world, rank=rank,
                                epoch_of=(lambda: trainer.current_epoch) if trainer else None)
         loader = self._loader(self.train_set, sampler=sampler, batch_size=self.batch_size)
-        loader.per_epoch = self._per_epoch
+        loader.progress = self._progress
         self._train_loader = loader
         return loader
 
-    def _per_epoch(self) -> int | None:
+    def _progress(self) -> tuple[int, int] | None:
         trainer = self.trainer
         if trainer is None or trainer.state.fn != TrainerFn.FITTING:
             return None
-        return trainer.num_training_batches
+        return trainer.num_training_batches, int(trainer.state.status == TrainerStatus.INTERRUPTED)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Count each training batch as it reaches ``training_step`` (Lightning calls this for the

@@ -111,6 +111,9 @@ def read_image(path: str | os.PathLike, *, channels: int = 3) -> np.ndarray:
 # holds everywhere. cv2 is imported on first use: converting at full resolution never needs it.
 
 
+RESIZE_RULE = "area-cubic"  # its name in conversion manifests: outputs resized by another rule are not reused
+
+
 def resize_interpolation(size: tuple[int, int], new_size: tuple[int, int]) -> int:
     """The cv2 interpolation flag of the resize rule for (W, H) ``size`` -> ``new_size``."""
     import cv2

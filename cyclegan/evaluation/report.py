@@ -29,6 +29,7 @@ from PIL import Image, ImageDraw, ImageFont
 from cyclegan.evaluation import metrics as M
 from cyclegan.evaluation.evaluate import Evaluation
 from cyclegan.evaluation.results import evaluation_dict, format_value, highlighted, json_safe, verdict
+from cyclegan.training.wandb_runs import run_folder, wandb_login_found, where_is
 
 PER_IMAGE_METRICS = ["rmse", "rmse_gcgan", "pixel_acc", "psnr", "ssim", "edge_f1", "layout_corr", "cycle_rmse"]
 
@@ -259,7 +260,6 @@ def wandb_run(*, job_type: str, group: str | None, save_dir: Path, config: dict,
     (the rule of :class:`cyclegan.training.wandb_logger.WandbLogger`); returns (run, offline)."""
     import wandb  # slow to import: only when a run is asked for
 
-    from cyclegan.training.wandb_logger import wandb_login_found  # imports Lightning: likewise
 
     offline = os.environ.get("WANDB_MODE") in ("offline", "dryrun") or not wandb_login_found()
     save_dir.mkdir(parents=True, exist_ok=True)
@@ -290,8 +290,6 @@ def wandb_files_under(folder: Path) -> Iterator[None]:
 
 def describe_run(run, offline: bool) -> str:
     """Where a finished evaluate/compare run is (the wording of ``fit``'s), and offline how to upload it."""
-    from cyclegan.training.wandb_logger import run_folder, where_is  # imports Lightning: only with a W&B run
-
     line = where_is(run, offline)
     return f"{line}; upload it with: wandb sync {run_folder(run)}" if offline else line
 

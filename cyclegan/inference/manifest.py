@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from cyclegan.errors import TranslateError
-from cyclegan.data.images import publish
+from cyclegan.data.images import RESIZE_RULE, publish
 
 MANIFEST_COLUMNS = ["input", "output", "width", "height", "status", "reason", "checkpoint_sha256", "settings"]
 # Statuses of rows whose output file was written by the row's checkpoint.
@@ -32,6 +32,7 @@ class StaleOutputError(TranslateError):
 def settings_fingerprint(*, direction: str, precision: str, fmt: str, resize, tile, overlap, max_pixels,
                          stats_size) -> str:
     """Everything that changes the output pixels, as one readable string (batch size and workers do not)."""
+    resize = f"{resize}:{RESIZE_RULE}" if resize else None  # earlier versions resized with PIL bicubic
     values = {"direction": direction, "format": fmt, "resize": resize, "tile": tile, "overlap": overlap,
               "max_pixels": max_pixels, "stats_size": stats_size, "precision": precision}
     return " ".join(f"{k}={'none' if v is None else v}" for k, v in values.items())

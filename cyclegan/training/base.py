@@ -25,7 +25,7 @@ from cyclegan.models.image_pool import Pools
 from cyclegan.models.losses import DiscriminatorLoss, GanMode
 from cyclegan.models.networks import DiscriminatorConfig, GeneratorConfig
 from cyclegan.training import state
-from cyclegan.training.lightning_internals import batches_that_stepped
+from cyclegan.training import lightning_internals
 
 # Key of training_step's output: {discriminator name: patch accuracy}, read by TrainingHealth.
 D_ACCURACY = "d_accuracy"
@@ -160,9 +160,9 @@ class TranslationModel(pl.LightningModule):
         counts them too, this one included. Other iterations skip building ~20 values (about
         5 ms a step through ``log_dict``, plus the gradient norm); the progress bar then shows
         the values of the last logged iteration."""
-        if self._trainer is None:  # a step called outside a Trainer
+        trainer = state.attached_trainer(self)
+        if trainer is None:  # a step called outside a Trainer
             return True
-        trainer = self.trainer
         if trainer.log_every_n_steps == 0:
             return False
         return self.batches_trained % trainer.log_every_n_steps == 0 or trainer.should_stop
@@ -186,6 +186,8 @@ class TranslationModel(pl.LightningModule):
         resuming, give each its own saved one back. Every rank starts from the same seed (so the
         networks start identical); without an offset, all ranks would make the same pool choices.
         (The data's randomness has its own seeds per item, see :class:`cyclegan.data.datamodule.EpochSampler`.)"""
+        if self.trainer.ckpt_path is None:  # a new run, also of weights from load_from_checkpoint: count afresh
+            self.batches_trained = 0
         saved, self._resume_rank_states = self._resume_rank_states, None
         world, rank = self.trainer.world_size, self.global_rank
         if saved is not None and state.restore_rank_state(self.pools, saved, world=world, rank=rank):
@@ -201,7 +203,7 @@ class TranslationModel(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._resume_rank_states = state.load_pools(checkpoint, self.pools)
         saved = checkpoint.get(state.BATCHES_TRAINED)
-        self.batches_trained = saved if saved is not None else batches_that_stepped(checkpoint) or 0
+        self.batches_trained = saved if saved is not None else lightning_internals.batches_trained(checkpoint)
 
 
 def _no_closure() -> None:

@@ -1,4 +1,5 @@
-"""Training callbacks: sample grids, training health, validation metrics, stopping cleanly on signals.
+"""Training callbacks: sample grids, training health, stopping cleanly on signals, ``last.ckpt``.
+(Validation KID is an evaluation callback: :mod:`cyclegan.evaluation.validation`.)
 
 (Checkpoint files without Lightning are in :mod:`cyclegan.inference.checkpoints`; writing them, atomically
 and as ``last.ckpt``, is here.)

@@ -15,12 +15,13 @@ from collections.abc import Mapping
 from typing import Any
 
 
-def batches_that_stepped(checkpoint: Mapping[str, Any]) -> int | None:
-    """Lightning's own count of training batches in a checkpoint written before the models
-    counted theirs (the logging cadence continues from it). Lightning has no public reader of
-    its loop state; ``global_step`` is no substitute (early checkpoints counted two per batch)."""
-    loop = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.state_dict", {})
-    return loop.get("_batches_that_stepped")  # private: the fit loop's state_dict layout
+def batches_trained(checkpoint: Mapping[str, Any]) -> int | None:
+    """The training batches a checkpoint written before the models counted theirs had run: what
+    Lightning's logging cadence continues from when it resumes (its ``_batches_that_stepped``
+    plus the one it adds back for a checkpoint written at a batch's end). Lightning has no public
+    reader of its loop state; ``global_step`` is no substitute (it skips iterations whose update
+    was skipped)."""
+    return checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]["total"]["processed"]  # private layout
 
 
 def drop_wandb_anonymous(logger: Any) -> None:

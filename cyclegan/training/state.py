@@ -66,9 +66,18 @@ def load_pools(checkpoint: Mapping[str, Any], pools: Pools) -> Any:
     return checkpoint.get(RANK_STATES)
 
 
+def attached_trainer(module: Any) -> Any:
+    """The module's Trainer, or None outside one (Lightning's ``module.trainer`` raises then)."""
+    try:
+        return module.trainer
+    except RuntimeError:
+        return None
+
+
 def gather_to_rank_zero(module: Any, obj: Any) -> list[Any]:
     """Every rank's ``obj``, in rank order, on rank 0 (others get ``[obj]``: they write nothing)."""
-    world = module.trainer.world_size if module._trainer is not None else 1
+    trainer = attached_trainer(module)
+    world = trainer.world_size if trainer is not None else 1
     if world == 1 or not torch.distributed.is_initialized():
         return [obj]
     out = [None] * world if module.global_rank == 0 else None

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import netrc
 import os
-from pathlib import Path
-from urllib.parse import urlparse
-
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from pytorch_lightning import loggers
@@ -17,32 +14,7 @@ from pytorch_lightning.utilities import rank_zero_only, rank_zero_warn
 
 from cyclegan.errors import first_line
 from cyclegan.training.lightning_internals import drop_wandb_anonymous, set_wandb_mode
-
-
-def wandb_login_found() -> bool:
-    """True when an API key is in the environment or in the netrc file ``wandb login`` writes."""
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
-    try:
-        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
-    except (FileNotFoundError, netrc.NetrcParseError, OSError):
-        return False
-
-
-def run_folder(run: Any) -> Path:
-    """The local folder of a started ``wandb`` run, the one ``wandb sync`` uploads (``run.dir`` is its ``files/``)."""
-    return Path(run.dir).parent
-
-
-def where_is(run: Any, offline: bool) -> str:
-    """One line saying where a started ``wandb`` run is: its local folder when offline, else its page.
-
-    The one wording for every command that logs to W&B (``fit`` through :meth:`WandbLogger.describe`,
-    ``evaluate`` and ``compare`` through :func:`cyclegan.evaluation.report.describe_run`)."""
-    if offline:
-        return f"W&B: run {run.id} offline in {run_folder(run)}"
-    return f"W&B: run {run.id} at {run.url}"
+from cyclegan.training.wandb_runs import wandb_login_found, where_is
 
 
 class WandbLogger(loggers.WandbLogger):
