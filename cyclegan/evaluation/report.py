@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw, ImageFont
 from cyclegan.evaluation import metrics as M
 from cyclegan.evaluation.evaluate import Evaluation
 from cyclegan.evaluation.results import evaluation_dict, format_value, highlighted, json_safe, verdict
-from cyclegan.training.wandb_runs import run_folder, wandb_login_found, where_is
+from cyclegan.training.wandb_runs import offline_by_default, run_folder, where_is
 
 PER_IMAGE_METRICS = ["rmse", "rmse_gcgan", "pixel_acc", "psnr", "ssim", "edge_f1", "layout_corr", "cycle_rmse"]
 
@@ -261,7 +261,7 @@ def wandb_run(*, job_type: str, group: str | None, save_dir: Path, config: dict,
     import wandb  # slow to import: only when a run is asked for
 
 
-    offline = os.environ.get("WANDB_MODE") in ("offline", "dryrun") or not wandb_login_found()
+    offline = offline_by_default()
     save_dir.mkdir(parents=True, exist_ok=True)
     run = wandb.init(project="cyclegan", dir=str(save_dir), job_type=job_type, group=group, config=config,
                      tags=tags, mode="offline" if offline else "online",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from pytorch_lightning.utilities import rank_zero_only, rank_zero_warn
 
 from cyclegan.errors import first_line
 from cyclegan.training.lightning_internals import drop_wandb_anonymous, set_wandb_mode
-from cyclegan.training.wandb_runs import wandb_login_found, where_is
+from cyclegan.training.wandb_runs import offline_by_default, offline_by_environment, where_is
 
 
 class WandbLogger(loggers.WandbLogger):
@@ -51,7 +50,7 @@ class WandbLogger(loggers.WandbLogger):
         silent: bool = True,
     ) -> None:
         if offline is None:
-            offline = os.environ.get("WANDB_MODE") in ("offline", "dryrun") or not wandb_login_found()
+            offline = offline_by_default()
         save_dir = save_dir or "runs"
         Path(save_dir).mkdir(parents=True, exist_ok=True)
         super().__init__(
@@ -79,7 +78,7 @@ class WandbLogger(loggers.WandbLogger):
 
     @property
     def offline(self) -> bool:
-        return self._mode == "offline" or os.environ.get("WANDB_MODE") in ("offline", "dryrun")
+        return self._mode == "offline" or offline_by_environment()
 
     @property
     def disabled(self) -> bool:

@@ -24,6 +24,17 @@ def wandb_login_found() -> bool:
         return False
 
 
+def offline_by_environment() -> bool:
+    """``WANDB_MODE`` asks for an offline run (``offline`` or its old name ``dryrun``)."""
+    return os.environ.get("WANDB_MODE") in ("offline", "dryrun")
+
+
+def offline_by_default() -> bool:
+    """The rule of every run this package starts: offline when ``WANDB_MODE`` says so or no
+    login is found (such a run can be uploaded later with ``wandb sync``)."""
+    return offline_by_environment() or not wandb_login_found()
+
+
 def run_folder(run: Any) -> Path:
     """The local folder of a started ``wandb`` run, the one ``wandb sync`` uploads (``run.dir`` is its ``files/``)."""
     return Path(run.dir).parent
