@@ -1,4 +1,4 @@
-"""Unpaired image-to-image translation: CycleGAN and the one-generator baseline."""
+"""Unpaired image-to-image translation: CycleGAN, the one-generator baseline, CUT and FastCUT."""
 
 from cyclegan import _legacy
 from cyclegan.inference.checkpoints import load_generator
@@ -8,7 +8,8 @@ from cyclegan.inference.translator import load_translator, translate_image, tran
 
 # The training classes pull in Lightning, albumentations and torchmetrics (seconds of
 # start-up), which converting a folder never needs: they load on first access.
-_TRAINING = {"CycleGAN": ".training.cycle_gan", "Method1": ".training.method1", "UnpairedImageDataModule": ".data.datamodule"}
+_TRAINING = {"CycleGAN": ".training.cycle_gan", "Method1": ".training.method1", "CUT": ".training.cut",
+             "FastCUT": ".training.cut", "UnpairedImageDataModule": ".data.datamodule"}
 
 _legacy.install()  # class paths of the old flat layout in saved configs (cyclegan.tracking.WandbLogger)
 
@@ -22,7 +23,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "CheckpointError", "CycleGAN", "CycleGANError", "DataError", "DiscriminatorConfig", "GeneratorConfig",
+    "CUT", "CheckpointError", "CycleGAN", "CycleGANError", "FastCUT", "DataError", "DiscriminatorConfig", "GeneratorConfig",
     "Method1", "UnpairedImageDataModule", "load_generator", "load_translator", "translate_image",
     "translate_tensor",
 ]

@@ -31,6 +31,9 @@ def _fit(model: str, root: Path, runs: Path, *extra: str):
                                   "train/d_a_acc", "train/grad_norm_g"]),
     ("method1", ["a2b"], ["train/loss_g_adv_ab", "train/loss_d_b", "train/d_b_real", "train/d_b_fake", "train/lr_d",
                             "train/d_b_acc", "train/grad_norm_g"]),
+    ("cut", ["a2b"], ["train/loss_g_adv_ab", "train/loss_nce_ab", "train/loss_nce_idt_b", "train/loss_d_b",
+                      "train/d_b_real", "train/d_b_acc", "train/grad_norm_g"]),
+    ("fastcut", ["a2b"], ["train/loss_g_adv_ab", "train/loss_nce_ab", "train/loss_d_b", "train/grad_norm_g"]),
 ])
 def test_fit_writes_checkpoint_that_load_generator_reproduces_and_offline_wandb_run(
     tiny_root, tmp_path, model, directions, keys
@@ -47,8 +50,8 @@ def test_fit_writes_checkpoint_that_load_generator_reproduces_and_offline_wandb_
         g = load_generator(ckpt, direction)
         assert not g.training
         torch.testing.assert_close(g(x), net(x), rtol=0, atol=0)
-    if model == "method1":
-        with pytest.raises(CheckpointError, match="method1 checkpoint has no 'b2a' generator"):
+    if directions == ["a2b"]:
+        with pytest.raises(CheckpointError, match=f"{model} checkpoint has no 'b2a' generator"):
             load_generator(ckpt, "b2a")
 
     samples = sorted((ckpt.parent.parent / "samples").glob("*.png"))

@@ -8,7 +8,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from cyclegan import CycleGAN, DiscriminatorConfig, GeneratorConfig, Method1, UnpairedImageDataModule
+from cyclegan import CUT, CycleGAN, DiscriminatorConfig, FastCUT, GeneratorConfig, Method1, UnpairedImageDataModule
 from cyclegan.training.callbacks import GracefulStop, LastCheckpoint
 from cyclegan.errors import NonFiniteLossError
 
@@ -71,7 +71,7 @@ pytestmark = pytest.mark.filterwarnings(r"ignore:Detected call of `lr_scheduler\
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
-@pytest.mark.parametrize("model_class", [CycleGAN, Method1])
+@pytest.mark.parametrize("model_class", [CycleGAN, Method1, CUT, FastCUT])
 def test_stop_mid_epoch_and_resume_equals_the_uninterrupted_run(model_class, num_workers, tiny_root, tmp_path):
     # 6 A images, batch 1: 6 iterations an epoch, so 7 stops one iteration into the second
     # epoch, and 20 crosses two more epoch boundaries (and the LR decay) after the resume.

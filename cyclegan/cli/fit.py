@@ -41,7 +41,8 @@ from cyclegan.inference.authors import load_run
 from cyclegan.evaluation.validation import ValidationMetrics
 from cyclegan.training.wandb_logger import WandbLogger
 
-# Imported so that ``--model CycleGAN`` / ``--model Method1`` resolve by short name.
+# Imported so that ``--model CycleGAN`` / ``--model Method1`` / ``--model CUT`` resolve by short name.
+from cyclegan.training.cut import CUT, FastCUT  # noqa: F401
 from cyclegan.training.cycle_gan import CycleGAN  # noqa: F401
 from cyclegan.training.method1 import Method1  # noqa: F401
 

@@ -1,4 +1,6 @@
-"""The file formats of the authors' code (junyanz/pytorch-CycleGAN-and-pix2pix) <-> our networks:
+"""The file formats of the authors' code (junyanz/pytorch-CycleGAN-and-pix2pix, and the CUT
+authors' taesungp/contrastive-unpaired-translation, whose antialiased generator adds blur layers
+with ``filt`` buffers) <-> our networks:
 reading any ``.pth`` their code saves (a published pretrained model, a run's ``latest_net_G_A.pth``)
 and writing ours in their layout. Which models they published, and downloading them, is
 :mod:`cyclegan.inference.pretrained`.
@@ -67,13 +69,17 @@ class GeneratorSpec:
     def describe(self) -> str:
         c = self.config
         size = f"{c.n_blocks} blocks" if c.arch == "resnet" else f"{c.n_downs} downsamplings"
-        up = ", resize-conv upsampling" if c.upsample == "resize_conv" else ""
+        up = {"resize_conv": ", resize-conv upsampling", "antialias": ", antialiased upsampling"}.get(c.upsample, "")
+        up = (", antialiased downsampling" if c.antialias else "") + up
         return f"{c.arch} generator ({size}, ngf {c.ngf}, {c.norm} norm{up}, {self.input_nc} -> {self.output_nc} channels)"
 
     def authors_options(self) -> str | None:
         """The options of the authors' ``test.py`` that build this generator, or None when
-        their code has no such network (other block counts, resize-conv upsampling)."""
+        their code has no such network (other block counts, resize-conv upsampling). Antialiased
+        generators are the CUT authors' (``--model cut``); the others the CycleGAN authors'."""
         c = self.config
+        if c.antialias or c.upsample == "antialias":
+            return self._cut_options()
         names = {("resnet", 9): "resnet_9blocks", ("resnet", 6): "resnet_6blocks",
                  ("unet", 7): "unet_128", ("unet", 8): "unet_256"}
         net_g = names.get((c.arch, c.n_blocks if c.arch == "resnet" else c.n_downs))
@@ -81,6 +87,18 @@ class GeneratorSpec:
             return None
         dropout = "" if c.dropout else " --no_dropout"
         return f"--netG {net_g} --ngf {c.ngf} --norm {c.norm}{dropout} --input_nc {self.input_nc} --output_nc {self.output_nc}"
+
+
+    def _cut_options(self) -> str | None:
+        c = self.config
+        net_g = {9: "resnet_9blocks", 6: "resnet_6blocks", 4: "resnet_4blocks"}.get(c.n_blocks)
+        if c.arch != "resnet" or net_g is None or c.upsample == "resize_conv" or c.norm == "none":
+            return None
+        flags = [f"--model cut --netG {net_g} --ngf {c.ngf} --normG {c.norm}"]
+        flags += [] if c.antialias else ["--no_antialias"]
+        flags += [] if c.upsample == "antialias" else ["--no_antialias_up"]
+        flags += ["--no_dropout False"] if c.dropout else []
+        return " ".join([*flags, f"--input_nc {self.input_nc} --output_nc {self.output_nc}"])
 
 
 @dataclass(frozen=True)
@@ -191,24 +209,29 @@ def infer_generator(state: StateDict, *, source: str) -> GeneratorSpec:
 
 def _infer_resnet(state: StateDict, source: str) -> GeneratorSpec:
     # Layers: pad, conv7 (1), norm (2), relu, 2x [conv3 s2, norm, relu] (4..9), blocks (10..),
-    # 2x [up, norm, relu], pad, conv7, tanh.
+    # 2x [up, norm, relu], pad, conv7, tanh. The CUT authors' antialiased layout adds a blur
+    # ('filt') after each downsampling conv (7, 11: blocks from 12) and before each upsampling one.
     ngf, input_nc = state["model.1.weight"].shape[:2]
+    antialias = "model.7.filt" in state
+    first_block = 12 if antialias else 10
     blocks = {int(m.group(1)) for k in state if (m := re.match(r"model\.(\d+)\.block\.", k))}
     n_blocks = len(blocks)
-    first_up = 10 + n_blocks
-    if f"model.{first_up}.weight" in state:
-        upsample = "transpose"
+    first_up = first_block + n_blocks
+    if f"model.{first_up}.filt" in state:
+        upsample, up_layers = "antialias", 4  # blur, conv3, norm, relu
+    elif f"model.{first_up}.weight" in state:
+        upsample, up_layers = "transpose", 3
     elif f"model.{first_up}.2.weight" in state:
-        upsample = "resize_conv"
+        upsample, up_layers = "resize_conv", 3
     else:
         raise CheckpointError(f"{source}: a resnet generator with {n_blocks} blocks needs an upsampling layer 'model.{first_up}.weight'; the file has none")
-    last = f"model.{first_up + 7}.weight"
+    last = f"model.{first_up + 2 * up_layers + 1}.weight"
     if last not in state:
         raise CheckpointError(f"{source}: a resnet generator with {n_blocks} blocks needs a last layer '{last}'; the file has none")
     config = GeneratorConfig(
         arch="resnet", ngf=int(ngf), n_blocks=n_blocks, norm="batch" if "model.2.weight" in state else "instance",
-        dropout="model.10.block.6.weight" in state,  # Dropout after the first ReLU shifts the second conv
-        upsample=upsample,
+        dropout=f"model.{first_block}.block.6.weight" in state,  # Dropout after the first ReLU shifts the second conv
+        upsample=upsample, antialias=antialias,
     )
     return GeneratorSpec(config, input_nc=int(input_nc), output_nc=int(state[last].shape[0]))
 

@@ -13,8 +13,11 @@ from typing import Literal
 import torch
 from torch import nn
 
+from cyclegan.models.blur import BlurDownsample, BlurUpsample
+
 Norm = Literal["instance", "batch", "none"]
-Upsample = Literal["transpose", "resize_conv"]
+Upsample = Literal["transpose", "resize_conv", "antialias"]
+Init = Literal["normal", "xavier"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,9 @@ class GeneratorConfig:
     (``n_downs=7``: ``unet_128``); the input side must be divisible by ``2**n_downs``.
     ``upsample="resize_conv"`` replaces transposed convolutions by nearest-neighbour
     upsampling + 3x3 convolution, which avoids checkerboard artifacts (Odena et al. 2016).
+    ``antialias`` (ResNet only) downsamples by stride-1 convolution + binomial blur, and
+    ``upsample="antialias"`` upsamples by blur + 3x3 convolution (:mod:`cyclegan.models.blur`):
+    the CUT authors' defaults (their ``--no_antialias`` / ``--no_antialias_up`` turn them off).
     """
 
     arch: Literal["resnet", "unet"] = "resnet"
@@ -35,6 +41,7 @@ class GeneratorConfig:
     norm: Norm = "instance"
     dropout: bool = False
     upsample: Upsample = "transpose"
+    antialias: bool = False
 
 
 @dataclass(frozen=True)
@@ -42,12 +49,15 @@ class DiscriminatorConfig:
     """Architecture of a discriminator.
 
     ``patch`` is the 70x70 PatchGAN for ``n_layers=3``; ``pixel`` is the 1x1 PixelGAN.
+    ``antialias``: each stride-2 convolution of the PatchGAN becomes stride 1 + a binomial
+    blur-and-subsample (the CUT authors' default).
     """
 
     arch: Literal["patch", "pixel"] = "patch"
     ndf: int = 64
     n_layers: int = 3
     norm: Norm = "instance"
+    antialias: bool = False
 
 
 def _norm(norm: Norm, channels: int) -> nn.Module:
@@ -83,6 +93,7 @@ class ResnetBlock(nn.Module):
 
     def __init__(self, channels: int, *, norm: Norm, dropout: bool) -> None:
         super().__init__()
+        self.channels = channels
         bias = _conv_bias(norm)
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(1),
@@ -102,18 +113,21 @@ class ResnetBlock(nn.Module):
 class ResnetGenerator(nn.Module):
     """Johnson et al. (2016) style generator: c7s1-ngf, d2ngf, d4ngf, R4ngf x n_blocks, u2ngf, ungf, c7s1-out.
 
-    Input and output are (N, C, H, W) in [-1, 1]; H and W must be multiples of 4.
+    Input and output are (N, C, H, W) in [-1, 1]; H and W must be multiples of 4. Antialiased,
+    the layers are laid out as in the CUT authors' ResnetGenerator (a blur after each downsampling
+    convolution, before each upsampling one): their layer numbers and files apply unchanged.
     """
 
     stride = 4  # total downsampling: inputs must be divisible by this
 
     def __init__(
         self, input_nc: int, output_nc: int, *, ngf: int = 64, n_blocks: int = 9,
-        norm: Norm = "instance", dropout: bool = False, upsample: Upsample = "transpose",
+        norm: Norm = "instance", dropout: bool = False, upsample: Upsample = "transpose", antialias: bool = False,
     ) -> None:
         super().__init__()
         if n_blocks < 0:
             raise ValueError(f"n_blocks must be >= 0, got {n_blocks}")
+        self.input_nc = input_nc
         bias = _conv_bias(norm)
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
@@ -121,24 +135,64 @@ class ResnetGenerator(nn.Module):
             _norm(norm, ngf),
             nn.ReLU(True),
         ]
+        self.down_convs: list[int] = []  # layer numbers of the downsampling convolutions
         for mult in (1, 2):  # downsample twice: ngf -> 2ngf -> 4ngf
+            self.down_convs.append(len(layers))
+            stride = 1 if antialias else 2
             layers += [
-                nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1, bias=bias),
+                nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=stride, padding=1, bias=bias),
                 _norm(norm, ngf * mult * 2),
                 nn.ReLU(True),
             ]
+            if antialias:
+                layers.append(BlurDownsample(ngf * mult * 2))
+        self.first_block = len(layers)
         layers += [ResnetBlock(ngf * 4, norm=norm, dropout=dropout) for _ in range(n_blocks)]
         for mult in (4, 2):  # upsample twice: 4ngf -> 2ngf -> ngf
-            layers += [
-                _upsample(ngf * mult, ngf * mult // 2, kind=upsample, kernel=3, bias=bias),
-                _norm(norm, ngf * mult // 2),
-                nn.ReLU(True),
-            ]
+            if upsample == "antialias":
+                up = [BlurUpsample(ngf * mult), nn.Conv2d(ngf * mult, ngf * mult // 2, 3, padding=1, bias=bias)]
+            else:
+                up = [_upsample(ngf * mult, ngf * mult // 2, kind=upsample, kernel=3, bias=bias)]
+            layers += [*up, _norm(norm, ngf * mult // 2), nn.ReLU(True)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
+        self.n_blocks = n_blocks
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+    def default_feature_layers(self) -> list[int]:
+        """The layers PatchNCE reads by default: the padded input, both downsampling convolutions,
+        the first residual block and the fifth (the last when there are fewer).
+
+        For ResNet-9 with antialiasing these are the CUT authors' 0, 4, 8, 12, 16; without it,
+        0, 4, 7, 10, 14: the same features, found where this layout puts them.
+        """
+        blocks = sorted({1, min(5, self.n_blocks)}) if self.n_blocks else []
+        return [0, *self.down_convs, *(self.first_block + b - 1 for b in blocks)]
+
+    def feature_channels(self, layers: list[int]) -> list[int]:
+        """Channels of each layer's output in :meth:`encode`, from the architecture alone."""
+        return [_channels_after(self.model[: i + 1], self.input_nc) for i in layers]
+
+    def encode(self, x: torch.Tensor, layers: list[int]) -> list[torch.Tensor]:
+        """The outputs of the given layers of ``self.model`` (ascending), computing no further
+        than the last: (N, C, H, W) -> [(N, C_l, H_l, W_l) for each layer l]."""
+        feats = []
+        for i, layer in enumerate(self.model[: layers[-1] + 1]):
+            x = layer(x)
+            if i in layers:
+                feats.append(x)
+        return feats
+
+
+def _channels_after(layers: nn.Sequential, input_nc: int) -> int:
+    """Channels out of ``layers``: those of their last convolution (or the input's when there is none)."""
+    channels = input_nc
+    for module in layers.modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            channels = module.out_channels
+    return channels
 
 
 class UnetBlock(nn.Module):
@@ -171,6 +225,7 @@ class UnetBlock(nn.Module):
                 up.append(nn.Dropout(0.5))
         middle = [] if submodule is None else [submodule]
         self.model = nn.Sequential(*down, *middle, *up)
+        self.n_down, self.inner_nc = len(down), inner_nc  # model[:n_down]: the way down; model[n_down]: the inner levels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.outermost:
@@ -196,9 +251,37 @@ class UnetGenerator(nn.Module):
         for mult in (4, 2, 1):
             block = UnetBlock(ngf * mult, ngf * mult * 2, submodule=block, **kw)
         self.model = UnetBlock(output_nc, ngf, input_nc=input_nc, submodule=block, outermost=True, **kw)
+        self.input_nc, self.n_downs = input_nc, n_downs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+    # Feature layers of a U-Net: 0 is the input, k the output of the k-th downsampling convolution.
+    def default_feature_layers(self) -> list[int]:
+        """The input and the first four downsampling convolutions (ngf to 8 ngf channels)."""
+        return [0, 1, 2, 3, 4]
+
+    def feature_channels(self, layers: list[int]) -> list[int]:
+        return [self.input_nc if k == 0 else self._level(k).inner_nc for k in layers]
+
+    def _level(self, k: int) -> UnetBlock:
+        """The block whose downsampling convolution is the k-th (1-based)."""
+        block = self.model
+        for _ in range(k - 1):
+            block = block.model[block.n_down]
+        return block
+
+    def encode(self, x: torch.Tensor, layers: list[int]) -> list[torch.Tensor]:
+        """(N, C, H, W) -> the features at ``layers`` (ascending), computing no further than the last."""
+        if layers[-1] > self.n_downs:
+            raise ValueError(f"a U-Net with {self.n_downs} downsamplings has feature layers 0-{self.n_downs}, not {layers[-1]}")
+        feats = [x] if 0 in layers else []
+        for k in range(1, layers[-1] + 1):
+            for module in self._level(k).model[: self._level(k).n_down]:
+                x = module(x)
+                if isinstance(module, nn.Conv2d) and k in layers:
+                    feats.append(x)
+        return feats
 
 
 class PatchDiscriminator(nn.Module):
@@ -207,19 +290,25 @@ class PatchDiscriminator(nn.Module):
     (N, C, H, W) -> (N, 1, H', W') of unnormalised scores, one per patch.
     """
 
-    def __init__(self, input_nc: int, *, ndf: int = 64, n_layers: int = 3, norm: Norm = "instance") -> None:
+    def __init__(self, input_nc: int, *, ndf: int = 64, n_layers: int = 3, norm: Norm = "instance",
+                 antialias: bool = False) -> None:
         super().__init__()
         bias = _conv_bias(norm)
-        layers: list[nn.Module] = [nn.Conv2d(input_nc, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
+        stride = 1 if antialias else 2  # antialiased: stride-1 convolutions, a blur subsamples after each
+        layers: list[nn.Module] = [nn.Conv2d(input_nc, ndf, 4, stride=stride, padding=1), nn.LeakyReLU(0.2, True)]
+        if antialias:
+            layers.append(BlurDownsample(ndf))
         mult = 1
         for n in range(1, n_layers + 1):
             prev, mult = mult, min(2**n, 8)
-            stride = 2 if n < n_layers else 1  # the last block keeps the resolution
+            down = n < n_layers  # the last block keeps the resolution
             layers += [
-                nn.Conv2d(ndf * prev, ndf * mult, 4, stride=stride, padding=1, bias=bias),
+                nn.Conv2d(ndf * prev, ndf * mult, 4, stride=2 if down and not antialias else 1, padding=1, bias=bias),
                 _norm(norm, ndf * mult),
                 nn.LeakyReLU(0.2, True),
             ]
+            if down and antialias:
+                layers.append(BlurDownsample(ndf * mult))
         layers.append(nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1))
         self.model = nn.Sequential(*layers)
 
@@ -261,21 +350,28 @@ def samples_independent(net: nn.Module) -> bool:
 _CPU_BATCH_MAX_PIXELS = 128 * 128
 
 
+def batching_pays(x: torch.Tensor) -> bool:
+    return x.is_cuda or x.shape[-2] * x.shape[-1] <= _CPU_BATCH_MAX_PIXELS
+
+
 def call_batched(net: nn.Module, *inputs: torch.Tensor, together: bool) -> tuple[torch.Tensor, ...]:
     """``tuple(net(x) for x in inputs)``, computed in one call when ``together``, the shapes
     allow, and batching is faster on this device at this size."""
     x = inputs[0]
-    pays = x.is_cuda or x.shape[-2] * x.shape[-1] <= _CPU_BATCH_MAX_PIXELS
-    if together and pays and len({x.shape for x in inputs}) == 1:
+    if together and batching_pays(x) and len({x.shape for x in inputs}) == 1:
         return net(torch.cat(inputs)).split(x.shape[0])
     return tuple(net(x) for x in inputs)
 
 
-def init_weights(net: nn.Module, *, gain: float = 0.02) -> nn.Module:
-    """Published initialisation: conv weights ~ N(0, gain), biases 0, batch-norm scales ~ N(1, gain)."""
+def init_weights(net: nn.Module, *, gain: float = 0.02, kind: Init = "normal") -> nn.Module:
+    """Published initialisation: conv and linear weights ~ N(0, gain) (CycleGAN) or Xavier-normal
+    with that gain (CUT's default), biases 0, batch-norm scales ~ N(1, gain)."""
     for m in net.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.normal_(m.weight, 0.0, gain)
+            if kind == "xavier":
+                nn.init.xavier_normal_(m.weight, gain=gain)
+            else:
+                nn.init.normal_(m.weight, 0.0, gain)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.BatchNorm2d):
@@ -288,11 +384,17 @@ def build_generator(config: GeneratorConfig, *, input_nc: int, output_nc: int) -
     """The generator ``config`` describes, freshly initialised by the caller (see :func:`init_weights`)."""
     common = dict(ngf=config.ngf, norm=config.norm, dropout=config.dropout, upsample=config.upsample)
     if config.arch == "resnet":
-        return ResnetGenerator(input_nc, output_nc, n_blocks=config.n_blocks, **common)
+        return ResnetGenerator(input_nc, output_nc, n_blocks=config.n_blocks, antialias=config.antialias, **common)
+    if config.antialias or config.upsample == "antialias":
+        raise ValueError("antialiased sampling is built for the ResNet generator only; "
+                         "set generator.antialias: false and generator.upsample: transpose or resize_conv")
     return UnetGenerator(input_nc, output_nc, n_downs=config.n_downs, **common)
 
 
 def build_discriminator(config: DiscriminatorConfig, *, input_nc: int) -> nn.Module:
     if config.arch == "patch":
-        return PatchDiscriminator(input_nc, ndf=config.ndf, n_layers=config.n_layers, norm=config.norm)
+        return PatchDiscriminator(input_nc, ndf=config.ndf, n_layers=config.n_layers, norm=config.norm,
+                                  antialias=config.antialias)
+    if config.antialias:
+        raise ValueError("the pixel discriminator has nothing to antialias (no downsampling); set discriminator.antialias: false")
     return PixelDiscriminator(input_nc, ndf=config.ndf, norm=config.norm)

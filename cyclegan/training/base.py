@@ -109,12 +109,14 @@ class TranslationModel(pl.LightningModule):
         self.automatic_optimization = False  # one G and one D update per step, by hand
 
     def setup_training(self, *, generators: list[nn.Module], discriminators: list[nn.Module],
-                       pools: tuple[str, ...]) -> None:
+                       pools: tuple[str, ...], auxiliary: list[nn.Module] = ()) -> None:
         """The discriminators' augmentation, the guard and the image pools (named by the domain
         of the fakes they hold). Called after the networks are built: the pools draw their
-        seeds from torch's RNG after the weights, so a seed gives the same run as before."""
+        seeds from torch's RNG after the weights, so a seed gives the same run as before.
+        ``auxiliary`` networks (CUT's projection heads) train with the generators' optimizer."""
         hp = self.hparams
         self._generators, self._discriminators = list(generators), list(discriminators)
+        self._auxiliary = list(auxiliary)
         self.augment = DiffAugment(hp.diff_augment)  # what the discriminators see while training
         self.guard = NonFiniteGuard(patience=hp.max_nonfinite)
         self.pools = Pools(hp.pool_size, *pools)
@@ -133,7 +135,7 @@ class TranslationModel(pl.LightningModule):
     # ------------------------------------------------------------------------ optimizers
     def configure_optimizers(self):
         return adam_with_linear_decay(
-            itertools.chain.from_iterable(g.parameters() for g in self._generators),
+            itertools.chain.from_iterable(g.parameters() for g in [*self._generators, *self._auxiliary]),
             itertools.chain.from_iterable(d.parameters() for d in self._discriminators),
             self.hparams,
         )
