@@ -1,15 +1,20 @@
-"""Benchmark: method 1 vs CycleGAN on the real maps data (aerial A -> map B), CPU scale.
+"""Benchmark: method 1, CycleGAN, CUT and FastCUT on the real maps data (aerial A -> map B), CPU scale.
 
-    python bench/maps.py                    # full: as many iterations as fit 55 min (at most 4000 each)
-    python bench/maps.py --iterations 3000  # a fixed budget, for runs that must compare with each other
-    python bench/maps.py --minutes 55       # equal wall-clock time for each model (the fair cost comparison)
-    python bench/maps.py --minutes 55 --recipe configs/fast.yaml --method1-identity 0.5
-    python bench/maps.py --minutes 55 --lambda-a 2   # CycleGAN with a weaker A->B->A cycle
-    python bench/maps.py --minutes 55 --recipe configs/fast.yaml --batch-size 1   # a recipe, one setting changed
-    python bench/maps.py --minutes 55 --out runs/bench-maps/x --reuse   # train only what OUT lacks
-    python bench/maps.py --quick            # a few minutes: proves the pipeline, numbers mean little
+    python bench/maps.py --data DIR                    # full: as many iterations as fit 55 min (at most 4000 each)
+    python bench/maps.py --data DIR --iterations 3000  # a fixed budget, for runs that must compare with each other
+    python bench/maps.py --data DIR --minutes 55       # equal wall-clock time for each model (the fair cost comparison)
+    python bench/maps.py --data DIR --minutes 55 --recipe configs/fast.yaml --method1-identity 0.5
+    python bench/maps.py --data DIR --minutes 55 --lambda-a 2   # CycleGAN with a weaker A->B->A cycle
+    python bench/maps.py --data DIR --minutes 55 --recipe configs/fast.yaml --batch-size 1   # one setting changed
+    python bench/maps.py --data DIR --minutes 55 --out runs/bench-maps/x --reuse   # train only what OUT lacks
+    python bench/maps.py --data DIR --quick            # a few minutes: proves the pipeline, numbers mean little
+    python bench/maps.py --data DIR --minutes 55 --models cut fastcut --precision bf16-mixed   # any of the four
 
-Both models train with the same data, networks, seed, schedule and number of iterations
+DIR holds the maps data: aerial photos in trainA, maps in trainB, and a paired dev set in
+devA/devB (the same file names), e.g. the published maps set with 200 of its test pairs as dev.
+
+The models (--models; default method1 and cyclegan) train with the same data, networks, seed,
+schedule and number of iterations
 (without --iterations the number is sized from a 25-iteration timing of each model so that
 the whole bench fits --budget-minutes on this machine). Without --recipe, the published
 recipe at CPU scale: batch 1, images resized to 72 px, random 64 px crops, flips; ResNet
@@ -18,7 +23,7 @@ patch stays part of a 64 px image). With --recipe, the overlay's own sizes, batc
 LR (the flags below still override them). With --minutes, the LR follows the clock instead
 of the epoch: constant for the first half of the time, then linear to 0 as time runs out
 (the published schedule's shape, sized to the budget whatever speed the machine runs at).
-Then both translate ../shared/data/maps/devA at the training load size
+Then both translate DIR/devA at the training load size
 (the training scale: the whole tile as training saw it before cropping), outputs are
 resized to 256 px (antialiased) and scored against devB at 256 px beside trivial references,
 including the ground truth squeezed through 72 px (the ceiling at this scale). KID uses
@@ -57,6 +62,7 @@ from cyclegan.evaluation.results import format_table, json_safe  # noqa: E402
 from cyclegan.inference.translator import load_translator  # noqa: E402
 
 EPOCH = 1096  # training images per domain: one epoch is 1096 images
+MODELS = ("method1", "cyclegan", "cut", "fastcut")  # each trained from configs/<model>.yaml
 MIN_ITERATIONS, MAX_ITERATIONS = 500, 4000
 # The published recipe at CPU scale: what the bench trains without --recipe.
 BENCH_DEFAULTS = {"load_size": 72, "crop_size": 64, "batch_size": 1, "ngf": 32, "n_blocks": 6, "ndf": 32, "n_layers": 2}
@@ -219,8 +225,11 @@ def how_far(summary: dict, model: str, ceiling: str | None) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "maps")
+    p.add_argument("--data", type=Path, help="required: the maps folder (aerial photos and maps in "
+                   "trainA/trainB, a paired dev set in devA/devB)")
     p.add_argument("--out", type=Path, help="default: runs/bench-maps/<time>")
+    p.add_argument("--models", nargs="+", choices=list(MODELS), default=["method1", "cyclegan"],
+                   help="which to train and score, each with its configs/<model>.yaml and the bench's sizes")
     p.add_argument("--quick", action="store_true", help="100 iterations each, 32 dev images: a few minutes")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--iterations", type=int,
@@ -251,6 +260,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--precision", choices=["32", "bf16-mixed"],
                    help="training precision for both models (default: the --recipe's, else 32)")
     args = p.parse_args(argv)
+    if args.data is None:
+        print("error: --data DIR is required: the maps folder with trainA, trainB (aerial photos, maps) and a "
+              "paired dev set devA, devB", file=sys.stderr)
+        raise SystemExit(2)
     for name, default in BENCH_DEFAULTS.items():
         if getattr(args, name) is None:
             setattr(args, name, recipe_value(args.recipe, CONFIG_KEYS[name], default))
@@ -288,20 +301,20 @@ def size_iterations(args: argparse.Namespace, out: Path, *, started: float, eval
     model. (With --minutes nothing is sized: the clock stops each run and drives its LR.)"""
     if not args.sized:
         return
-    per_iteration = {m: seconds_per_iteration(m, args, out) for m in ("method1", "cyclegan")}
-    left = args.budget_minutes * 60 - (time.perf_counter() - started) - eval_estimate - 2 * 30  # start-up each
+    per_iteration = {m: seconds_per_iteration(m, args, out) for m in args.models}
+    left = args.budget_minutes * 60 - (time.perf_counter() - started) - eval_estimate - len(args.models) * 30  # start-ups
     fits = int(left / sum(per_iteration.values()) / 1.1)  # 10% margin
     args.iterations = max(MIN_ITERATIONS, min(MAX_ITERATIONS, fits))
-    print(f"[bench] measured s/iteration: method1 {per_iteration['method1']:.3f}, cyclegan "
-          f"{per_iteration['cyclegan']:.3f}; evaluation estimated at {eval_estimate / 60:.1f} min; "
+    timed = ", ".join(f"{m} {t:.3f}" for m, t in per_iteration.items())
+    print(f"[bench] measured s/iteration: {timed}; evaluation estimated at {eval_estimate / 60:.1f} min; "
           f"{args.iterations} iterations each", flush=True)
 
 
 def evaluate(args: argparse.Namespace, ckpts: dict[str, Path], extractor, iterations: dict[str, int]):
-    translators = [load_translator(ckpts[m], inverse=True) for m in ("method1", "cyclegan")]
+    translators = [load_translator(ckpts[m], inverse=True) for m in args.models]
     start = time.perf_counter()
     ev = evaluate_translators(
-        translators, args.data / "devA", names=["method1", "cyclegan"], reference_dir=args.data / "devB",
+        translators, args.data / "devA", names=list(args.models), reference_dir=args.data / "devB",
         target_dir=args.data / "devB", size=256, translate_size=args.load_size, filter="antialiased", extractor=extractor,
         kid_subsets=100, kid_subset_size=100, limit=args.limit, reference_limit=args.limit, batch_size=16,
         log=lambda m: print(f"[bench] {m}", flush=True),
@@ -311,7 +324,7 @@ def evaluate(args: argparse.Namespace, ckpts: dict[str, Path], extractor, iterat
     generator = (f"U-Net ngf {args.ngf} x {recipe_value(args.recipe, ('model', 'init_args', 'generator', 'n_downs'), 8)} "
                  "downsamplings" if arch == "unet" else f"ResNet ngf {args.ngf} x {args.n_blocks} blocks")
     ev.card.notes.append(
-        f"training: {budget}: method1 {iterations['method1']}, cyclegan {iterations['cyclegan']} iterations (batch "
+        f"training: {budget}: {', '.join(f'{m} {n}' for m, n in iterations.items())} iterations (batch "
         f"{args.batch_size}, {EPOCH} images per epoch), {args.load_size} px resize + {args.crop_size} px random crops + flips, {generator}, PatchGAN ndf {args.ndf} x {args.n_layers} layers, seed {args.seed}, "
         f"method 1 identity weight {args.method1_identity:g}, CycleGAN lambda_a "
         f"{'from the config' if args.lambda_a is None else f'{args.lambda_a:g}'}, recipe overlays "
@@ -325,24 +338,33 @@ def publish(args: argparse.Namespace, ev, out: Path) -> tuple[dict, str]:
     run, offline = wandb_run(job_type="compare", group="bench-maps", save_dir=out / "train",
                              config={"card": json_safe(ev.card.to_dict()), "checkpoints": ev.checkpoints,
                                      "bench": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}},
-                             tags=["method1", "cyclegan", "bench"])
+                             tags=[*args.models, "bench"])
     log_compare_to_wandb(run, ev, written["probes"], grid=written["grid"])
     run.finish()
     print(format_table(ev))
     for line in ev.card.lines():
         print(f"  {line}")
     ceiling = f"ref: target via {args.load_size} px"
-    for m in ("method1", "cyclegan"):
+    for m in args.models:
         print(f"[bench] {m}: {how_far(ev.summary, m, ceiling)}")
-    cyc, m1 = ev.summary["cyclegan"], ev.summary["method1"]
-    verdict = ("CycleGAN beats method 1 on RMSE and pixel accuracy"
-               if cyc["rmse"] < m1["rmse"] and cyc["pixel_acc"] > m1["pixel_acc"]
-               else "CycleGAN does NOT beat method 1 on both RMSE and pixel accuracy: read edge_f1, layout_corr "
-                    "and the probe images before concluding")
+    verdict = verdict_line(ev.summary, args.models)
     print(f"[bench] {verdict}")
     print(f"[bench] report: {written['report']}  grid: {written['grid']}  csv: {written['csv']}")
     print(f"[bench] {describe_run(run, offline)}")
     return written, verdict
+
+
+def verdict_line(summary: dict, models: list[str]) -> str:
+    """CycleGAN against method 1 on RMSE and pixel accuracy when both ran; else the lowest KID."""
+    if "cyclegan" in models and "method1" in models:
+        cyc, m1 = summary["cyclegan"], summary["method1"]
+        if cyc["rmse"] < m1["rmse"] and cyc["pixel_acc"] > m1["pixel_acc"]:
+            return "CycleGAN beats method 1 on RMSE and pixel accuracy"
+        return ("CycleGAN does NOT beat method 1 on both RMSE and pixel accuracy: read edge_f1, layout_corr "
+                "and the probe images before concluding")
+    best = min(models, key=lambda m: summary[m]["kid_mean"])
+    return (f"lowest KID: {best} ({summary[best]['kid_mean']:.3f}, std {summary[best]['kid_std']:.3f}) "
+            f"among {', '.join(models)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -366,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{torch.get_num_threads()} on {usable_cpus()} usable CPUs; writing to {out}", flush=True)
 
     ckpts, seconds, iterations = {}, {}, {}
-    for model in ("method1", "cyclegan"):
+    for model in args.models:
         kept = out / f"{model}.ckpt"
         run = reused if args.reuse and kept.is_file() else train
         ckpts[model], seconds[model], iterations[model] = run(model, args, out)
@@ -382,7 +404,8 @@ def main(argv: list[str] | None = None) -> int:
         "features": ev.card.feature_extractor, "features_sha256": ev.card.feature_weights_sha256,
         "train_seconds": {k: v and round(v, 1) for k, v in seconds.items()}, "eval_seconds": round(eval_seconds, 1),
         "total_seconds": round(time.perf_counter() - started, 1),
-        "cyclegan_beats_method1": verdict.startswith("CycleGAN beats"),
+        "models_trained": list(args.models), "verdict": verdict,
+        "cyclegan_beats_method1": verdict.startswith("CycleGAN beats") if {"cyclegan", "method1"} <= set(args.models) else None,
         "models": {k: v for k, v in ev.summary.items() if ev.row_types[k] == "model"},
         "references": {k: v for k, v in ev.summary.items() if ev.row_types[k] == "reference"},
         "checkpoints": {k: str(v) for k, v in ckpts.items()}, "report": str(written["report"]),

@@ -33,7 +33,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cyclegan import CycleGAN, Method1  # noqa: E402
+from cyclegan import CUT, CycleGAN, FastCUT, Method1  # noqa: E402
+from cyclegan.models.patchnce import patch_nce_loss  # noqa: E402
 from cyclegan.models.image_pool import ImagePool  # noqa: E402
 from cyclegan.models.losses import discriminator_loss, gan_loss  # noqa: E402
 
@@ -94,11 +95,69 @@ def reference_method1_step(m: Method1, real_a, real_b, opt_g, opt_d, pool_b) -> 
     return {"loss_g": loss_g, "loss_d_b": loss_d}
 
 
-def _model(kind: str, args) -> CycleGAN | Method1:
+def reference_nce(m: CUT, src: torch.Tensor, tgt: torch.Tensor, flipped: bool) -> torch.Tensor:
+    """lambda_nce * L_PatchNCE(tgt = G(src), src) as the CUT authors compute it: two encoder passes."""
+    hp = m.hparams
+    feat_q = m.G_AB.encode(tgt, m.nce_layers)
+    feat_q = [f.flip(3) for f in feat_q] if flipped else feat_q
+    feat_k = m.G_AB.encode(src, m.nce_layers)
+    ids = m.sample_locations(feat_k, hp.nce_patches)
+    q, k = m.nce_heads(feat_q, ids), m.nce_heads(feat_k, ids)
+    per_layer = [patch_nce_loss(qi, ki, batch=src.shape[0], temperature=hp.nce_temperature).mean() * hp.lambda_nce
+                 for qi, ki in zip(q, k)]
+    return sum(per_layer) / len(per_layer)
+
+
+def reference_cut_step(m: CUT, real_a, real_b, opt_g, opt_d) -> dict[str, torch.Tensor]:
+    """The CUT authors' iteration (their optimize_parameters): G forward, D update, then G and the heads."""
+    hp = m.hparams
+    real = torch.cat([real_a, real_b]) if hp.nce_idt else real_a
+    flipped = bool(hp.flip_equivariance and torch.rand(()) < 0.5)
+    fake = m.G_AB(real.flip(3) if flipped else real)
+    fake_b = fake[: real_a.shape[0]]
+    m.D_B.requires_grad_(True)
+    opt_d.zero_grad(set_to_none=True)
+    loss_d = 0.5 * (gan_loss(m.D_B(fake_b.detach()), False, mode=hp.gan_mode, for_discriminator=True)
+                    + gan_loss(m.D_B(real_b), True, mode=hp.gan_mode, for_discriminator=True))
+    loss_d.backward()
+    opt_d.step()
+    m.D_B.requires_grad_(False)
+    opt_g.zero_grad(set_to_none=True)
+    losses = {"loss_g_adv_ab": gan_loss(m.D_B(fake_b), True, mode=hp.gan_mode) * hp.lambda_gan}
+    nce = reference_nce(m, real_a, fake_b, flipped)
+    if hp.nce_idt:
+        losses["loss_nce_ab"] = 0.5 * nce
+        losses["loss_nce_idt_b"] = 0.5 * reference_nce(m, real_b, fake[real_a.shape[0]:], flipped)
+    else:
+        losses["loss_nce_ab"] = nce
+    losses["loss_g"] = sum(losses.values())
+    losses["loss_g"].backward()
+    opt_g.step()
+    losses["loss_d_b"] = loss_d
+    return losses
+
+
+KINDS = {"cyclegan": CycleGAN, "method1": Method1, "cut": CUT, "fastcut": FastCUT}
+
+
+def _model(kind: str, args) -> CycleGAN | Method1 | CUT:
     torch.manual_seed(0)
+    cls = KINDS[kind]
     generator = {"ngf": args.ngf, "n_blocks": args.n_blocks}
-    cls = CycleGAN if kind == "cyclegan" else Method1
-    return cls(generator=generator, discriminator={"ndf": args.ndf}, compile=args.compile)
+    discriminator = {"ndf": args.ndf}
+    if issubclass(cls, CUT):  # the published antialiased layout
+        generator.update(antialias=True, upsample="antialias")
+        discriminator.update(antialias=True)
+    return cls(generator=generator, discriminator=discriminator, compile=args.compile)
+
+
+def _reference_optimizers(model, betas):
+    """The reference's plain Adams: G's (with CUT's heads, as the authors' separate optimizer_F: the
+    same update per parameter) and D's."""
+    gens = [model.G_AB, *([model.G_BA] if hasattr(model, "G_BA") else []), *([model.nce_heads] if isinstance(model, CUT) else [])]
+    discs = [model.D_B, *([model.D_A] if hasattr(model, "D_A") else [])]
+    return (torch.optim.Adam([p for g in gens for p in g.parameters()], lr=2e-4, betas=betas),
+            torch.optim.Adam([p for d in discs for p in d.parameters()], lr=2e-4, betas=betas))
 
 
 def _inputs(size: int, batch: int, device: str):
@@ -138,6 +197,35 @@ def check_same_math(kind: str, size: int, args) -> dict[str, float]:
         gen_grads_ref = grads(ref)
         pairs = [(ours.D_A, ref.D_A, a, g_ours.fake_a.detach()), (ours.D_B, ref.D_B, b, g_ours.fake_b.detach())]
         loss_pairs = [(g_ours.losses[k], ref_losses[k]) for k in ref_losses]
+    elif kind in ("cut", "fastcut"):
+        # Same locations for both (ours draws, the reference replays), and no mirroring.
+        drawn = []
+
+        def record(feats, n, rng=None):
+            drawn.append([torch.randperm(f.shape[2] * f.shape[3])[:n] for f in feats])
+            return drawn[-1]
+
+        ours.sample_locations = record
+        ours.hparams.flip_equivariance = ref.hparams.flip_equivariance = False
+        fake_b, idt_b, flipped = ours.translate_batch(a, b)
+        terms = ours.generator_losses(a, b, fake_b, idt_b, flipped)
+        sum(terms.values()).backward()
+        gen_grads_ours = grads(ours)
+        replay = iter(drawn)
+        ref.sample_locations = lambda feats, n, rng=None: next(replay)
+        hp = ref.hparams
+        real = torch.cat([a, b]) if hp.nce_idt else a
+        fake = ref.G_AB(real)
+        ref_terms = {"loss_g_adv_ab": gan_loss(ref.D_B(fake[: a.shape[0]]), True, mode=hp.gan_mode) * hp.lambda_gan}
+        nce = reference_nce(ref, a, fake[: a.shape[0]], False)
+        if hp.nce_idt:
+            ref_terms["loss_nce_ab"], ref_terms["loss_nce_idt_b"] = 0.5 * nce, 0.5 * reference_nce(ref, b, fake[a.shape[0]:], False)
+        else:
+            ref_terms["loss_nce_ab"] = nce
+        sum(ref_terms.values()).backward()
+        gen_grads_ref = grads(ref)
+        pairs = [(ours.D_B, ref.D_B, b, fake_b.detach())]
+        loss_pairs = [(terms[k], ref_terms[k]) for k in ref_terms]
     else:
         fake_b = ours.G_AB(a)
         loss_ours = gan_loss(ours.D_B(fake_b), True, mode=ours.hparams.gan_mode)
@@ -247,6 +335,9 @@ def time_reference(kind: str, size: int, args, queue) -> None:
         opt_d = torch.optim.Adam([*model.D_A.parameters(), *model.D_B.parameters()], lr=2e-4, betas=betas)
         pools = (ImagePool(50), ImagePool(50))
         step = lambda: reference_cyclegan_step(model, a, b, opt_g, opt_d, *pools)  # noqa: E731
+    elif isinstance(model, CUT):
+        opt_g, opt_d = _reference_optimizers(model, betas)
+        step = lambda: reference_cut_step(model, a, b, opt_g, opt_d)  # noqa: E731
     else:
         opt_g = torch.optim.Adam(model.G_AB.parameters(), lr=2e-4, betas=betas)
         opt_d = torch.optim.Adam(model.D_B.parameters(), lr=2e-4, betas=betas)
@@ -269,6 +360,8 @@ def count_flops(kind: str, size: int, args) -> float:
     with FlopCounterMode(display=False) as counter:
         if kind == "cyclegan":
             reference_cyclegan_step(model, a, b, *opts, ImagePool(0), ImagePool(0))
+        elif isinstance(model, CUT):
+            reference_cut_step(model, a, b, *opts)
         else:
             reference_method1_step(model, a, b, *opts, ImagePool(0))
     return counter.get_total_flops()
@@ -312,7 +405,7 @@ def main() -> None:
     parser.add_argument("--precision", nargs="+", default=["32", "bf16-mixed"], choices=["32", "bf16-mixed", "16-mixed"])
     parser.add_argument("--compile", action="store_true",
                         help="also time ours with torch.compile beside eager (compile time reported apart)")
-    parser.add_argument("--models", nargs="+", default=["cyclegan", "method1"], choices=["cyclegan", "method1"])
+    parser.add_argument("--models", nargs="+", default=["cyclegan", "method1"], choices=list(KINDS))
     parser.add_argument("--steps", type=int, default=5, help="timed iterations per round (median over all reported)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3, help="alternating reference/ours measurements")

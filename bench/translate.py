@@ -102,7 +102,8 @@ def _convert(net, device, folder: Path, out: Path, args) -> int:
         precision = inference_precision("auto", device)
     translator = Translator.from_module(net, device=device, precision=precision)
     settings = ConvertSettings(batch_size=args.batch_size, workers=args.workers)
-    return convert_folder(translator, folder, out, settings, progress=False).converted
+    # With its manifest, as `cyclegan translate` writes one: the journal's append per output is timed too.
+    return convert_folder(translator, folder, out, settings, progress=False, manifest=out / "manifest.csv").converted
 
 
 def measure(args) -> dict:

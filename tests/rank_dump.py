@@ -12,8 +12,8 @@ class DumpWeights(pl.Callback):
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu() for k, v in pl_module.state_dict().items() if k.startswith("G_")}
-        pools = {k: torch.stack(p.images) for k, p in (("a", pl_module.pool_a), ("b", pl_module.pool_b))}
+        state = {k: v.detach().cpu() for k, v in pl_module.state_dict().items() if k.startswith(("G_", "nce_heads."))}
+        pools = {k: torch.stack(p.images) for k, p in pl_module.pools.by_name.items() if p.images}
         full = {  # everything a resumed run must get back exactly
             "weights": {k: v.detach().cpu() for k, v in pl_module.state_dict().items()},
             "optimizers": [opt.optimizer.state_dict() for opt in pl_module.optimizers()],

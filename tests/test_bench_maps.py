@@ -24,7 +24,7 @@ def _value(argv: list[str], flag: str):
 
 
 def test_lambda_a_goes_to_cyclegan_only_and_method1_identity_to_method1_only(maps, tmp_path):
-    args = maps.parse_args(["--minutes", "55", "--lambda-a", "2", "--method1-identity", "0.5"])
+    args = maps.parse_args(["--data", "maps", "--minutes", "55", "--lambda-a", "2", "--method1-identity", "0.5"])
     cyc = maps.fit_arguments("cyclegan", args, tmp_path, iterations=1000)
     m1 = maps.fit_arguments("method1", args, tmp_path, iterations=1000)
     assert _value(cyc, "--model.init_args.lambda_a") == "2.0" and "--model.init_args.lambda_a" not in m1
@@ -33,12 +33,12 @@ def test_lambda_a_goes_to_cyclegan_only_and_method1_identity_to_method1_only(map
     shared = [a for a in cyc if "lambda" not in a and a not in ("2.0", "0.5") and "yaml" not in a and "cyclegan" not in a]
     assert shared == [a for a in m1 if "lambda" not in a and a not in ("2.0", "0.5") and "yaml" not in a
                       and "method1" not in a]
-    default = maps.parse_args(["--minutes", "55"])
+    default = maps.parse_args(["--data", "maps", "--minutes", "55"])
     assert "--model.init_args.lambda_a" not in maps.fit_arguments("cyclegan", default, tmp_path, iterations=1000)
 
 
 def test_a_recipe_overlay_sets_the_bench_settings_and_comes_after_the_model_config(maps, tmp_path):
-    args = maps.parse_args(["--minutes", "5", "--recipe", str(REPO / "configs" / "fast.yaml")])
+    args = maps.parse_args(["--data", "maps", "--minutes", "5", "--recipe", str(REPO / "configs" / "fast.yaml")])
     assert (args.batch_size, args.ngf, args.load_size, args.crop_size, args.precision) == (4, 16, 64, 64, "bf16-mixed")
     argv = maps.fit_arguments("cyclegan", args, tmp_path, iterations=100)
     configs = [argv[i + 1] for i, a in enumerate(argv) if a == "--config"]
@@ -76,3 +76,15 @@ def test_reuse_keeps_a_checkpoint_with_the_same_settings_and_refuses_one_with_ot
     kept.write_text("not a checkpoint")
     with pytest.raises(SystemExit, match=r"cyclegan\.ckpt is not a checkpoint this bench wrote \(UnpicklingError"):
         maps.reused("cyclegan", args, tmp_path)
+
+
+def test_the_data_folder_is_required_with_one_line_saying_what_it_holds(tmp_path):
+    import subprocess
+    import sys
+
+    for argv, said in (([], "error: --data DIR is required: the maps folder with trainA, trainB"),
+                       (["--data", str(tmp_path)], f"error: maps data not found: {tmp_path} lacks trainA, trainB, devA, devB")):
+        result = subprocess.run([sys.executable, str(REPO / "bench" / "maps.py"), *argv], capture_output=True, text=True,
+                                timeout=120)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert result.stderr.strip().splitlines() == [result.stderr.strip()] and result.stderr.startswith(said)

@@ -35,6 +35,28 @@ def test_ddp_two_ranks_stay_identical_and_write_one_checkpoint(tiny_root, tmp_pa
     assert len(list(runs.glob("wandb/offline-run-*"))) == 1  # rank 0 logs, alone
 
 
+def test_ddp_fastcut_ranks_stay_identical_with_their_own_mirror_coins(tiny_root, tmp_path):
+    # FastCUT draws a coin per rank (mirror the input or not) and PatchNCE locations per rank;
+    # the heads train with G's optimizer: all of it must still be averaged into one set of weights.
+    runs, dump = tmp_path / "runs", tmp_path / "dump"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "cyclegan.cli", "fit", "--config", str(CONFIGS / "fastcut.yaml"),
+         "--config", str(CONFIGS / "tiny.yaml"), "--data.root", str(tiny_root),
+         "--trainer.default_root_dir", str(runs), "--trainer.max_steps", "3", "--trainer.strategy", "ddp",
+         "--trainer.devices", "2", "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
+         "--samples.every_n_steps", "0", "--seed_everything", "0",
+         "--trainer.callbacks+=rank_dump.DumpWeights", "--trainer.callbacks.folder", str(dump)],
+        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = (torch.load(dump / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert any(k.startswith("nce_heads.") for k in rank0["weights"])
+    for k in rank0["weights"]:
+        assert torch.equal(rank0["weights"][k], rank1["weights"][k]), k
+
+
 def _ddp_fit(tiny_root, runs: Path, dump: Path, *extra: str, devices: int = 2) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}

@@ -13,7 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
+import cyclegan
 from cyclegan.cli import app as cli
+from cyclegan.training.state import translator_meta
 REPO = Path(__file__).resolve().parents[1]
 PAIR = REPO / "datasets" / "emoji2lineart"
 
@@ -43,9 +45,9 @@ def test_demo_pair_is_unpaired_colour_against_line_art():
     assert "CC BY-SA 4.0" in licence and "All emojis designed by [OpenMoji]" in licence
 
 
-def _make_demo(demo: Path, data: Path) -> dict[str, list[str]]:
-    """The ``cyclegan`` commands ``make demo`` runs, as make itself expands them (``make -n``), with
-    the run folder and the data folder moved; by subcommand, without the program name."""
+def _make_demo(demo: Path, data: Path) -> list[list[str]]:
+    """The ``cyclegan`` and ``python`` commands ``make demo`` runs, as make itself expands them
+    (``make -n``), with the run folder and the data folder moved."""
     make = shutil.which("make")
     if make is None:
         pytest.skip("make is not installed")
@@ -53,7 +55,7 @@ def _make_demo(demo: Path, data: Path) -> dict[str, list[str]]:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     commands = [shlex.split(line) for line in result.stdout.replace("\\\n", " ").splitlines() if line.strip()]
-    return {argv[1]: argv[1:] for argv in commands if len(argv) > 1 and Path(argv[0]).name == "cyclegan"}
+    return [argv for argv in commands if Path(argv[0]).name in ("cyclegan", "python")]
 
 
 def _subset(folder: Path, n_train: int = 4, n_test: int = 2) -> Path:
@@ -71,16 +73,25 @@ def _images(folder: Path) -> torch.Tensor:
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
-def test_make_demo_trains_both_directions_with_a_weak_a_to_a_cycle_and_translates(tmp_path, monkeypatch):
+def _value(argv: list[str], flag: str) -> str:
+    return argv[argv.index(flag) + 1]
+
+
+def test_make_demo_trains_both_models_alike_but_for_a_weak_a_to_a_cycle(tmp_path, monkeypatch):
     data, demo = _subset(tmp_path / "pair"), tmp_path / "demo"
     commands = _make_demo(demo, data)
-    assert {"fit", "translate", "evaluate"} <= set(commands), commands
-    fit = commands["fit"]
+    assert [c[1] for c in commands if Path(c[0]).name == "cyclegan"] == ["fit", "fit", "compare"]
+    cyc, m1 = (c[1:] for c in commands[:2])
+    assert _value(cyc, "--config").endswith("cyclegan.yaml") and _value(m1, "--config").endswith("method1.yaml")
+    # The same recipe, data, seed and W&B group for both; each its own checkpoint folder.
+    strip = lambda argv: [a for a in argv[3:] if "lambda_a" not in a and a != "2" and "checkpoints" not in a]  # noqa: E731
+    assert strip(cyc) == strip(m1) and _value(cyc, "--trainer.logger.init_args.group") == "emoji2lineart"
+
     monkeypatch.chdir(REPO)  # the demo's config paths are relative to the repository
     short = ["--trainer.max_steps", "2", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
              "--trainer.enable_model_summary", "false"]
-    before = cli.build_cli([*fit[1:], *short], run=False).model  # the same seed: the weights training starts from
-    trained = cli.build_cli([*fit, *short])
+    before = cli.build_cli([*cyc[1:], *short], run=False).model  # the same seed: the weights training starts from
+    trained = cli.build_cli([*cyc, *short])
     model = trained.model
     assert trained.trainer.global_step == 2
 
@@ -94,7 +105,7 @@ def test_make_demo_trains_both_directions_with_a_weak_a_to_a_cycle_and_translate
 
     # The demo's --model.init_args.lambda_a weighs the A->B->A cycle (and A's identity term), the
     # published 10 the B->A->B one: checked against the losses computed by hand.
-    lambda_a, lambda_b = float(fit[fit.index("--model.init_args.lambda_a") + 1]), 10.0
+    lambda_a, lambda_b = float(_value(cyc, "--model.init_args.lambda_a")), 10.0
     assert lambda_a != lambda_b
     a, b = _images(data / "trainA"), _images(data / "trainB")
     model.eval()
@@ -108,54 +119,89 @@ def test_make_demo_trains_both_directions_with_a_weak_a_to_a_cycle_and_translate
     for key, value in by_hand.items():
         torch.testing.assert_close(losses[key], value, rtol=1e-4, atol=1e-6, msg=key)
 
-    # The demo's next step translates the held-out inputs with the checkpoint it left.
-    translate = commands["translate"]
-    assert cli.run(translate) == 0
-    out = Path(translate[translate.index("--output") + 1])
-    inputs = sorted(p.name for p in (data / "testA").glob("*.png"))
-    assert sorted(p.name for p in out.glob("*.png")) == inputs
-    with torch.no_grad():
-        expected = ((G(_images(data / "testA")) + 1) * 127.5).clamp(0, 255).permute(0, 2, 3, 1).numpy()
-    for name, want in zip(inputs, expected):
-        got = np.asarray(Image.open(out / name).convert("RGB")).astype(float)
-        assert got.shape == (64, 64, 3) and np.abs(got - want).max() <= 2, name  # the generator just trained
+
+def test_make_demo_compares_both_and_its_last_step_shows_both(tmp_path, monkeypatch):
+    """The demo's commands as make runs them (2 iterations each, on 4 + 4 images): two checkpoints,
+    one comparison with a verdict in report.html and in the W&B group, a strip and a JSON line of both."""
+    data, demo = _subset(tmp_path / "pair"), tmp_path / "demo"
+    commands = _make_demo(demo, data)
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    short = ["--trainer.max_steps", "2", "--trainer.enable_progress_bar", "false",
+             "--trainer.enable_model_summary", "false", "--samples.every_n_steps", "1"]
+    for argv in commands[:2]:
+        cli.build_cli([*argv[1:], *short])
+    compare = commands[2][1:]
+    assert cli.run([*compare, "--quiet", "--kid-subset-size", "2", "--kid-subsets", "5"]) == 0
+    report = (demo / "compare" / "report.html").read_text()
+    metrics = json.loads((demo / "compare" / "metrics.json").read_text())
+    assert metrics["verdict"] and metrics["verdict"] in report.replace("&#x27;", "'")
+    assert metrics["card"]["translate_size"] == 64  # the size both were trained at, without --size
+    assert "translated at 64x64 (the size the models were trained at)" in report
+    assert [k for k, v in metrics["kinds"].items() if v == "model"] == ["cyclegan", "method1"]
+    runs = sorted((demo / "wandb").glob("offline-run-*"))
+    assert len(runs) == 3  # two trainings and the comparison, side by side
+    from wandb_records import run_info
+    infos = [run_info(next(r.glob("run-*.wandb"))) for r in runs]
+    assert {i.run_group for i in infos} == {"emoji2lineart"}
+
+    # Each training run's sample grids: titled, one per sampling point (steps 1 and 2).
+    for kind in ("cyclegan", "method1"):
+        (folder,) = (demo / kind).iterdir()
+        assert [p.name for p in sorted((folder / "samples").glob("*.png"))] == ["step_0000001.png", "step_0000002.png"]
+
+    script = commands[3]
+    result = subprocess.run([sys.executable, *script[1:]], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    line = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(line["models"]) == {"cyclegan", "method1"} and line["verdict"] == metrics["verdict"]
+    assert line["models"]["cyclegan"]["cycle_rmse"] is not None and line["models"]["method1"]["cycle_rmse"] is None
+    sheet = np.asarray(Image.open(line["strip"]).convert("RGB"))
+    assert sheet.shape[0] == 2 + 4 * 66  # rows: input, CycleGAN, method 1, true line art
+    assert sheet.shape[1] > 2 + 2 * 66 + 30  # 2 test images and the row labels' strip
 
 
-def test_demo_script_writes_inputs_over_outputs_and_one_json_line(tmp_path):
-    inputs, outputs = tmp_path / "in", tmp_path / "out" / "sub"
+def test_demo_script_writes_a_labelled_strip_of_each_model_and_one_json_line(tmp_path):
+    from cyclegan.training.method1 import Method1
+
+    inputs, truth = tmp_path / "in", tmp_path / "truth"
     rng = np.random.default_rng(0)
     drawn = {}
     for name in ("a.png", "b.png", "c.png"):
-        for folder in (inputs, outputs):
+        for folder in (inputs, truth):
             folder.mkdir(parents=True, exist_ok=True)
             drawn[folder, name] = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
             Image.fromarray(drawn[folder, name]).save(folder / name)
-    (outputs / "c.png").unlink()  # an input without a translation is left out of the strip
+    model = Method1(generator=cyclegan.GeneratorConfig(ngf=4, n_blocks=1))
+    checkpoint = tmp_path / "m1.ckpt"
+    torch.save({"translator": translator_meta(model), "state_dict": model.state_dict()}, checkpoint)
     metrics = tmp_path / "metrics.json"
-    row = {"kid_mean": 0.0141, "kid_std": 0.004, "layout_corr": 0.9, "cycle_rmse": 45.4}
+    row = {"kid_mean": 0.0141, "kid_std": 0.004, "layout_corr": 0.9}
     metrics.write_text(json.dumps({
-        "card": {"feature_extractor": "Inception-v3", "kid_subset_size": 40},
-        "kinds": {"cyclegan": "model", "ref: input unchanged": "reference"},
-        "summary": {"cyclegan": row, "ref: input unchanged": {"kid_mean": 0.0441, "kid_std": 0.0037,
-                                                              "layout_corr": 1.0}},
+        "card": {"feature_extractor": "Inception-v3", "kid_subset_size": 40, "translate_size": 64},
+        "kinds": {"method1": "model", "ref: input unchanged": "reference"}, "verdict": "method1 wins.",
+        "summary": {"method1": row, "ref: input unchanged": {"kid_mean": 0.0441, "kid_std": 0.0037,
+                                                             "layout_corr": 1.0}},
     }))
     strip = tmp_path / "strip.png"
     result = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "demo.py"), "--input", str(inputs), "--output", str(outputs),
-         "--reference", str(tmp_path), "--metrics", str(metrics), "--strip", str(strip)],
-        capture_output=True, text=True, timeout=60)
+        [sys.executable, str(REPO / "bench" / "demo.py"), "--input", str(inputs), "--target", str(truth),
+         "--checkpoint", f"method 1={checkpoint}", "--metrics", str(metrics), "--strip", str(strip), "--count", "2"],
+        capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     line = json.loads(result.stdout.strip().splitlines()[-1])
-    assert line["strip_columns"] == 2
-    assert line["translated"] == {"kid": 0.0141, "kid_std": 0.004, "layout_corr": 0.9, "cycle_rmse": 45.4}
+    assert line["strip_columns"] == 2 and line["verdict"] == "method1 wins." and line["size"] == 64
+    assert line["models"] == {"method1": {"kid": 0.0141, "kid_std": 0.004, "layout_corr": 0.9, "cycle_rmse": None}}
     assert line["input_unchanged"] == {"kid": 0.0441, "kid_std": 0.0037, "layout_corr": 1.0, "cycle_rmse": None}
     sheet = np.asarray(Image.open(strip).convert("RGB"))
-    assert sheet.shape == (64 * 2 + 4, 64 * 2 + 4, 3)
+    label = sheet.shape[1] - (2 + 2 * 66)
+    assert sheet.shape[0] == 2 + 3 * 66 and label > 20  # rows: input, method 1, true B; labels at the left
     for col, name in enumerate(("a.png", "b.png")):
-        x = col * 68
-        np.testing.assert_array_equal(sheet[:64, x:x + 64], drawn[inputs, name])  # top row: the input
-        np.testing.assert_array_equal(sheet[68:, x:x + 64], drawn[outputs, name])  # bottom row: its translation
-    assert (sheet[64:68] == 255).all()  # a white gap between the rows
+        x = label + 2 + col * 66
+        np.testing.assert_array_equal(sheet[2:66, x:x + 64], drawn[inputs, name])  # top row: the input
+        np.testing.assert_array_equal(sheet[2 + 2 * 66:, x:x + 64][:64], drawn[truth, name])  # bottom: the truth
+    labels = [sheet[2 + r * 66: 66 + r * 66, :label] for r in range(3)]
+    assert all((band < 100).any() for band in labels) and len({band.tobytes() for band in labels}) == 3
 
 
 def test_demo_script_refuses_metrics_without_the_input_row(tmp_path):
@@ -164,8 +210,21 @@ def test_demo_script_refuses_metrics_without_the_input_row(tmp_path):
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps({"summary": {"cyclegan": {}}, "kinds": {"cyclegan": "model"}}))
     result = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "demo.py"), "--input", str(tmp_path / "in"), "--output",
-         str(tmp_path / "in"), "--reference", str(tmp_path), "--metrics", str(metrics), "--strip",
-         str(tmp_path / "s.png")], capture_output=True, text=True, timeout=60)
+        [sys.executable, str(REPO / "bench" / "demo.py"), "--input", str(tmp_path / "in"), "--checkpoint",
+         "x=none.ckpt", "--metrics", str(metrics), "--strip", str(tmp_path / "s.png")],
+        capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert str(metrics) in result.stderr and "ref: input unchanged" in result.stderr
+
+
+def test_the_install_prints_no_deprecation_of_the_project_and_fetches_no_pip():
+    """``license`` as an SPDX string (PEP 639; setuptools 77 reads it: the table form made it print a
+    deprecation three times per install), and the Makefile's venv keeps the pip it came with."""
+    import re
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert project["project"]["license"] == "BSD-3-Clause"
+    (setuptools,) = [r for r in project["build-system"]["requires"] if r.startswith("setuptools")]
+    assert int(re.search(r">=(\d+)", setuptools).group(1)) >= 77
+    assert "upgrade pip" not in (REPO / "Makefile").read_text().replace("\\\n", " ")

@@ -1,4 +1,4 @@
-"""Speed defaults (issue 13): bf16 detected from the hardware, batch size per device and size,
+"""Speed defaults: bf16 detected from the hardware, batch size per device and size,
 the CLI defaults that follow from them, and bf16 inference staying close to float32."""
 
 from __future__ import annotations

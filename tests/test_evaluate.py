@@ -157,7 +157,7 @@ def test_evaluate_prints_table_writes_json_and_squeezed_reference(setup, tmp_pat
                   *_args(root, "--translate-size", "16", "--out", str(out), "--name", "cyc")])
     assert exit_info.value.code == 0
     printed = capsys.readouterr().out
-    assert "ref: target via 16 px" in printed and "translated at 16x16, scored at 32x32" in printed
+    assert "ref: target via 16 px" in printed and "translated at 16x16 (as asked), scored at 32x32" in printed
     result = json.loads((out / "metrics.json").read_text())
     assert list(result["summary"]) == ["cyc", "ref: flat median colour", "ref: input unchanged", "ref: target via 16 px"]
     # Ground truth through 16 px and back: nearly right, far better than any 2-step model.
@@ -273,3 +273,43 @@ def test_antialiased_filter_averages_when_shrinking_and_is_bicubic_when_enlargin
     small = board[:16, :16]
     np.testing.assert_array_equal(crop_square_and_resize(small, 40, "antialiased"),
                                   cv2.resize(small, (40, 40), interpolation=cv2.INTER_CUBIC))
+
+
+class _Sized:
+    def __init__(self, size):
+        self.metadata = {"training_size": size}
+
+
+@pytest.mark.parametrize("trained, asked, chosen, why, warned", [
+    ([64, 64], None, 64, "the size the models were trained at", None),
+    ([64, 128], None, 128, "the largest of the models' training sizes", "trained at different sizes (a 64 px, b 128 px)"),
+    ([64, 64], 256, 256, "as asked", "far from the size trained at (a 64 px, b 64 px)"),
+    ([64, 64], 80, 80, "as asked", None),  # near the training size: no warning
+    ([None, None], None, 256, "the default: the models do not record their training size", None),
+])
+def test_sizes_default_to_the_training_size_and_warn_when_far_or_mixed(trained, asked, chosen, why, warned):
+    from cyclegan.evaluation.sizes import choose_sizes
+
+    sizes = choose_sizes([_Sized(s) for s in trained], ["a", "b"], size=asked)
+    assert (sizes.translate_size, sizes.size, sizes.why) == (chosen, chosen, why)
+    assert (sizes.warning is None) if warned is None else (warned in sizes.warning and "--size" in sizes.warning)
+
+
+def test_evaluate_uses_the_training_size_and_says_so_or_warns_once(setup, tmp_path, capsys, caplog):
+    root, ckpts = setup
+    argv = ["--input", str(root / "evalA"), "--reference", str(root / "refB"), "--features", "random-conv",
+            "--kid-subsets", "5", "--kid-subset-size", "4", "--quiet"]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["compare", "--checkpoint", str(ckpts["method1"]), "--checkpoint", str(ckpts["cyclegan"]), *argv,
+                  "--out", str(tmp_path / "same"), "--no-wandb"])
+    assert exit_info.value.code == 0
+    printed = capsys.readouterr()
+    assert "translated at 32x32 (the size the models were trained at), scored at 32x32" in printed.out
+    assert "warning" not in printed.err + caplog.text
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["evaluate", "--checkpoint", str(ckpts["cyclegan"]), *argv, "--size", "128"])
+    assert exit_info.value.code == 0
+    printed = capsys.readouterr()
+    assert "translated at 128x128 (as asked)" in printed.out
+    said = [line for line in (printed.err + caplog.text).splitlines() if "far from the size trained at" in line]
+    assert len(said) == 1 and "128 px" in said[0] and "cyclegan 32 px" in said[0]

@@ -74,6 +74,20 @@ def test_a_tie_is_no_win():
     assert highlighted(ev) == {("a", "edge_f1")}
 
 
+def test_kids_within_their_spread_are_a_tie_not_a_win():
+    # The demo's numbers: method 1's KID 0.042 ± 0.005 against the unchanged input's 0.044 ± 0.004 is
+    # no win; CycleGAN's 0.012 ± 0.004 is.
+    ev = _evaluation({"cyclegan": _row(24, 0.93, 0.012, 0.004), "method1": _row(41, 0.90, 0.042, 0.005),
+                      REF_FLAT: _row(91, 0.0, 0.344, 0.01), REF_INPUT: _row(64, 0.77, 0.044, 0.004)})
+    assert verdict(ev) == [
+        "cyclegan is better than method1 on every measure (rmse, edge_f1, kid).",
+        "Beating the trivial references (flat colour and unchanged input): cyclegan on rmse, edge_f1, kid; "
+        "method1 on rmse, edge_f1.",
+    ]
+    close = _evaluation({"a": _row(50, 0.2, 0.030, 0.004), "b": _row(60, 0.1, 0.035, 0.004)})
+    assert verdict(close) == ["a is better than b on every measure (rmse, edge_f1)."]
+
+
 def test_one_model_gets_one_sentence_about_the_references():
     ev = _evaluation({"cyc": _row(30, 0.05, 0.5), REF_FLAT: _row(40, 0.0, 0.1), REF_INPUT: _row(80, 0.2, 0.25)})
     assert verdict(ev) == ["Beating the trivial references (flat colour and unchanged input): cyc on rmse."]
@@ -115,3 +129,33 @@ def test_grid_rows_and_columns_are_labelled(tmp_path):
     assert (labelled[:, strip:] == plain).all()  # the strip is added at the left, the rest unchanged
     titles = [plain[:header, 2 + j * 34: 34 + j * 34] for j in range(2)]
     assert (titles[0] != titles[1]).any()  # method1 vs cyclegan in the header
+
+
+def test_progress_bars_show_on_a_terminal_that_reports_no_width():
+    """A pseudo-terminal nobody sized (``script``, some IDEs and containers) reports 0 columns: tqdm
+    draws a bar 0 wide there, i.e. nothing. The bars take 80 columns instead."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    main, child = pty.openpty()  # a fresh pty: 0 rows, 0 columns
+    assert os.get_terminal_size(child).columns == 0
+    code = ("from cyclegan.evaluation.evaluate import progress_bar\n"
+            "bar = progress_bar(None, desc='features (references)', total=4)\n"
+            "[bar.update(1) for _ in range(4)]\nbar.refresh()\nprint('wide', bar.ncols, flush=True)\nbar.close()\n")
+    process = subprocess.run([sys.executable, "-c", code], stdin=child, stdout=child, stderr=child, timeout=60)
+    os.close(child)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:  # the child's side is closed: everything is read
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(main)
+    text = output.decode(errors="replace")
+    assert process.returncode == 0, text
+    assert "features (references)" in text and "4/4" in text and "wide 80" in text

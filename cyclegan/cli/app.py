@@ -27,7 +27,8 @@ TRAINING = {
 }
 _SUMMARIES = {
     "translate": "translate a folder of images (or one image) with a checkpoint or an exported model",
-    "export": "export a generator to TorchScript, ONNX or the authors' .pth layout, checked against PyTorch",
+    "export": "export a generator to TorchScript, ONNX, the authors' .pth layout or a Hugging Face model folder",
+    "push": "export a generator as a Hugging Face model folder and upload it to the Hub (hf:ORG/NAME)",
     "evaluate": "score one model's translations (KID/FID, paired and structure metrics)",
     "compare": "translate the same inputs with several models and write a report",
     "pretrained": "list or download the authors' published generators (pretrained:NAME)",

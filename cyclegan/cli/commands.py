@@ -20,14 +20,15 @@ import torch
 from cyclegan.cli.parsing import ToolArgumentParser
 from cyclegan.inference.checkpoints import sha256_file
 from cyclegan.inference.convert import OUTPUT_FORMATS, ConvertSettings, convert_folder
-from cyclegan.devices import default_batch_size, usable_cpus
+from cyclegan.devices import usable_cpus
 from cyclegan.errors import DataError, EvaluationError
 from cyclegan.evaluation.evaluate import FILTERS, Evaluation, evaluate_translators
 from cyclegan.inference.export import FORMATS, export_checkpoint
+from cyclegan.cli.push import card_arguments, card_options, push
 from cyclegan.evaluation.features import FeatureFallbackWarning, load_feature_extractor
 from cyclegan.data.images import IMAGE_EXTENSIONS
 from cyclegan.models.networks import GeneratorConfig
-from cyclegan.inference.pretrained import CACHE_ENV_VAR, PRETRAINED_MODELS, cache_dir, fetch
+from cyclegan.inference.pretrained import CACHE_ENV_VAR, PRETRAINED_MODELS, cache_dir, fetch, method
 from cyclegan.inference.authors import GeneratorSpec
 from cyclegan.evaluation.report import (
     describe_run, log_compare_to_wandb, log_summary_to_wandb, wandb_files_under, wandb_run, write_json, write_report,
@@ -54,7 +55,9 @@ def _stderr(line: str) -> None:
 
 
 _CHECKPOINT_HELP = ("training checkpoint (.ckpt), a generator file of the authors' code (.pth, e.g. "
-                    "latest_net_G_A.pth), or pretrained:NAME (see `cyclegan pretrained --list`)")
+                    "latest_net_G_A.pth), pretrained:NAME (see `cyclegan pretrained --list`), a model folder "
+                    "(`cyclegan export --format hf`), hf:ORG/NAME[@REVISION] (Hugging Face Hub) or "
+                    "wandb:ENTITY/PROJECT/NAME:ALIAS (a W&B model artifact)")
 
 
 def _note_single_generator(direction: str | None, kind: str, checkpoint: str) -> None:
@@ -137,14 +140,19 @@ def _export_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help=_CHECKPOINT_HELP)
     p.add_argument("--direction", choices=["a2b", "b2a"], default=None, help="which generator (default a2b)")
     p.add_argument("--format", dest="fmt", choices=list(FORMATS), required=True,
-                   help="torchscript (.pt, runs with torch alone), onnx (needs the onnx extra) or pth (a state dict "
-                   "in the layout of the authors' code, for their test.py)")
+                   help="torchscript (.pt, runs with torch alone), onnx (needs the onnx extra), pth (a state dict "
+                   "in the layout of the authors' code, for their test.py) or hf (a Hugging Face model folder: "
+                   "model.safetensors, config.json, model card; `cyclegan push` uploads one)")
     p.add_argument("--output", required=True, type=Path,
-                   help="file to write; name it .pt / .onnx / .pth so that `cyclegan translate` recognises it")
+                   help="file to write; name it .pt / .onnx / .pth so that `cyclegan translate` recognises it "
+                   "(hf: a folder, replaced if it holds an earlier export)")
     p.add_argument("--tolerance", type=float, default=None,
                    help="largest allowed |exported - PyTorch| (default 1e-4 torchscript, 1e-3 onnx, 1e-6 pth)")
     p.add_argument("--images", type=Path, default=None,
                    help="also compare on the first 4 images of this folder (default: random inputs only)")
+    p.add_argument("--repo", default=None, metavar="ORG/NAME",
+                   help="hf: the Hub repository the folder is meant for (its card then says hf:ORG/NAME)")
+    card_arguments(p)
     return p
 
 
@@ -152,7 +160,7 @@ def export(argv: list[str]) -> int:
     """``cyclegan export``: exit 0, or 1 when the exported model fails the parity check."""
     args = _export_parser().parse_args(argv)
     r = export_checkpoint(args.checkpoint, args.output, fmt=args.fmt, direction=args.direction,
-                          tolerance=args.tolerance, images=args.images)
+                          tolerance=args.tolerance, images=args.images, card=card_options(args))
     (h1, w1), (h2, w2) = r.check_sizes
     on_images = f" and {r.n_images} images" if r.n_images else ""
     print(f"parity: max |{r.fmt} - pytorch| = {r.difference:.2e} on random {h1}x{w1} and {h2}x{w2} inputs"
@@ -168,7 +176,8 @@ def export(argv: list[str]) -> int:
     if r.fmt == "pth":
         spec = GeneratorSpec(GeneratorConfig(**m["generator"]), input_nc=m["input_nc"], output_nc=m["output_nc"])
         options = spec.authors_options()
-        print(f"the authors' test.py runs it with: {options}" if options else
+        whose = "the CUT authors'" if options and options.startswith("--model cut") else "the authors'"
+        print(f"{whose} test.py runs it with: {options}" if options else
               f"note: the authors' code has no {spec.describe()}; only cyclegan reads this file")
     return 0
 
@@ -179,17 +188,19 @@ def export(argv: list[str]) -> int:
 def pretrained(argv: list[str]) -> int:
     """``cyclegan pretrained``: list the published generators, or fetch one and print its path."""
     p = ToolArgumentParser(prog="cyclegan pretrained",
-                           description="The generators the CycleGAN authors published: list them, or download one "
+                           description="The generators the CycleGAN and CUT authors published: list them, or download one "
                            f"into the cache ({cache_dir()}; set ${CACHE_ENV_VAR} to move it) and print its path. "
-                           "Use it as --checkpoint pretrained:NAME.")
+                           "Use it as --checkpoint pretrained:NAME. The six CUT/FastCUT models come from one tar, "
+                           "downloaded once and unpacked. Mirrors: $CYCLEGAN_PRETRAINED_URL (CycleGAN files), "
+                           "$CYCLEGAN_CUT_PRETRAINED_URL (the folder holding pretrained_models.tar).")
     p.add_argument("name", nargs="?", help="a published model, e.g. horse2zebra")
-    p.add_argument("--list", action="store_true", help="print the published names and what each does")
+    p.add_argument("--list", action="store_true", help="print the published names, their method (CycleGAN, CUT, FastCUT) and what each does")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     if args.list:
         width = max(map(len, PRETRAINED_MODELS))
         for name, what in PRETRAINED_MODELS.items():
-            print(f"{name:<{width}}  {what}")
+            print(f"{name:<{width}}  {method(name):<8}  {what}")
         return 0
     if args.name is None:
         p.error("give a NAME, or --list to see them")
@@ -208,8 +219,9 @@ def _evaluation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reference", help="folder of real target-domain images: the KID/FID reference and the flat-colour reference")
     p.add_argument("--target", help="folder of ground truth: files with the same relative name as the inputs (paired metrics)")
     p.add_argument("--direction", choices=["a2b", "b2a"], default="a2b")
-    p.add_argument("--size", type=int, default=256, help="evaluation size: outputs and targets are scored at SIZE x SIZE")
-    p.add_argument("--translate-size", type=int, help="size the generators see (default: --size); e.g. the training crop")
+    p.add_argument("--size", type=int, help="evaluation size: outputs and targets are scored at SIZE x SIZE (default: "
+                   "the size the models were trained at, else 256)")
+    p.add_argument("--translate-size", type=int, help="size the generators see (default: --size)")
     p.add_argument("--filter", choices=sorted(FILTERS), default="antialiased",
                    help="resize filter for every resize (default: area average shrinking, bicubic enlarging)")
     p.add_argument("--features", choices=["inception", "random-conv", "none"], default="inception",
@@ -250,7 +262,6 @@ def _evaluate(args: argparse.Namespace, names: list[str | None]) -> tuple[Evalua
     _check_evaluation_arguments(args)
     translators = [load_translator(c, args.direction, device=args.device, precision=args.precision, inverse=True)
                    for c in args.checkpoint]
-    batch_size = args.batch_size or default_batch_size(args.device, args.translate_size or args.size)
     if args.features != "none" and args.reference is None:
         raise EvaluationError("KID/FID need --reference DIR (real images of the target domain); or pass --features none")
     # Load the feature network before translating, so that a bad one fails in seconds.
@@ -266,7 +277,7 @@ def _evaluate(args: argparse.Namespace, names: list[str | None]) -> tuple[Evalua
         translators, args.input, names=names, reference_dir=args.reference, target_dir=args.target,
         direction=args.direction, size=args.size, translate_size=args.translate_size, filter=args.filter,
         extractor=extractor, kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size, limit=args.limit,
-        reference_limit=args.reference_limit, batch_size=batch_size, device=args.device, log=_stderr,
+        reference_limit=args.reference_limit, batch_size=args.batch_size, device=args.device, log=_stderr,
         progress=not args.quiet,
     )
     return ev, [t.kind for t in translators]
@@ -347,4 +358,5 @@ def compare(argv: list[str]) -> int:
 # Command name -> function taking the arguments after it and returning an exit code.
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "translate": translate, "export": export, "evaluate": evaluate, "compare": compare, "pretrained": pretrained,
+    "push": push,
 }

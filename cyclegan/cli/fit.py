@@ -26,6 +26,7 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from cyclegan.cli.fit_parser import FitArgumentParser
 from cyclegan.cli.parsing import ArgumentError, import_class
+from cyclegan.cli.artifacts import ModelArtifact
 from cyclegan.cli.summary import RunSummary, say
 from cyclegan.training.callbacks import (
     AtomicCheckpointIO, GracefulStop, LastCheckpoint, SampleGrid, TrainingHealth, run_dir,
@@ -117,6 +118,7 @@ class CycleGANCLI(LightningCLI):
         parser.add_lightning_class_args(SampleGrid, "samples")
         parser.add_lightning_class_args(TrainingHealth, "health")
         parser.add_lightning_class_args(ValidationMetrics, "val_metrics")
+        parser.add_lightning_class_args(ModelArtifact, "model_artifact")  # --model_artifact.enabled true
         parser.add_argument("--init_from", type=Optional[str], default=None,
                             help="fit: start from a run of the authors' code, a checkpoints/NAME folder with "
                             "latest_net_{G_A,G_B,D_A,D_B}.pth (weights only: the optimizers start fresh)")

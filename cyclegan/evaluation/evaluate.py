@@ -24,6 +24,8 @@ from tqdm import tqdm
 
 from cyclegan.evaluation import metrics as M
 from cyclegan.evaluation.features import FeatureExtractor, extract_features
+from cyclegan.evaluation.sizes import announce, choose_sizes
+from cyclegan.devices import default_batch_size
 from cyclegan.errors import DataError, EvaluationError
 from cyclegan.data.images import IMAGE_EXTENSIONS, list_images, read_image, resize_array, to_uint8
 from cyclegan.inference.translator import Translator
@@ -43,9 +45,16 @@ Log = Callable[[str], None]
 
 
 def progress_bar(iterable, *, desc: str, total: int | None = None, progress: bool = True):
-    """A tqdm bar on stderr for one phase; off with ``progress=False`` and when stderr is not a terminal."""
+    """A tqdm bar on stderr for one phase; off with ``progress=False`` and when stderr is not a terminal.
+    A terminal that reports its size as 0 x 0 (a pseudo-terminal nobody sized: ``script``, some IDEs
+    and containers) is taken as 80 x 24: tqdm reads it as -1 rows there and shows no bar at all."""
+    try:
+        unsized = 0 in os.get_terminal_size(sys.stderr.fileno())
+    except (AttributeError, ValueError, OSError):  # not a real terminal (a file, a test's stream)
+        unsized = False
+    size = {"ncols": 80, "nrows": 24} if unsized else {"dynamic_ncols": True}
     return tqdm(iterable, desc=desc, total=total, unit="img", leave=False, file=sys.stderr,
-                disable=None if progress else True, dynamic_ncols=True)
+                disable=None if progress else True, **size)
 
 
 # --------------------------------------------------------------------------- images
@@ -334,20 +343,25 @@ def _protocol_notes(card: M.ProtocolCard, *, colour, data: _Data, cycles: bool, 
 def evaluate_translators(
     translators: list[Translator], input_dir: str | os.PathLike, *, names: list[str | None] | None = None,
     reference_dir: str | os.PathLike | None = None, target_dir: str | os.PathLike | None = None,
-    direction: str = "a2b", size: int = 256, translate_size: int | None = None, filter: str = "antialiased",
+    direction: str = "a2b", size: int | None = None, translate_size: int | None = None, filter: str = "antialiased",
     extractor: FeatureExtractor | None = None, kid_subsets: int = 100, kid_subset_size: int = 100,
-    limit: int | None = None, reference_limit: int | None = None, batch_size: int = 8,
+    limit: int | None = None, reference_limit: int | None = None, batch_size: int | None = None,
     device: str | torch.device = "cpu", log: Log = lambda _: None, progress: bool = False,
 ) -> Evaluation:
     """Translate ``input_dir`` with every translator (each on its own device; load them with
     ``inverse=True`` for cycle scores) and score outputs and trivial references. ``names``:
-    row names (default: each kind); ``device``: where the KID/FID features are computed;
-    ``progress``: bars on stderr (when it is a terminal) while reading, translating and extracting."""
-    input_dir, translate_size = Path(input_dir), translate_size or size
-    names = row_names(translators, names)
+    row names (default: each kind); ``translate_size``/``size``: what the generators see and what
+    is scored (default: the models' training size, see :mod:`cyclegan.evaluation.sizes`);
+    ``batch_size``: default, the device's fastest; ``device``: where the KID/FID features are
+    computed; ``progress``: bars on stderr (on a terminal) while reading, translating and extracting."""
+    input_dir, names = Path(input_dir), row_names(translators, names)
+    sizes = choose_sizes(translators, names, size=size, translate_size=translate_size)
+    size, translate_size = sizes.size, sizes.translate_size
     in_nc = _check_translators(translators, names, translate_size)
     card = M.ProtocolCard(direction=direction, input_dir=str(input_dir), n_inputs=0, eval_size=size,
-                          translate_size=translate_size, resize_filter=FILTERS[filter][1])
+                          translate_size=translate_size, resize_filter=FILTERS[filter][1], translate_size_why=sizes.why)
+    card.notes += announce(sizes)
+    batch_size = batch_size or default_batch_size(translators[0].device, translate_size)
     data = _read_data(card, input_dir=input_dir, limit=limit, target_dir=target_dir, reference_dir=reference_dir,
                       reference_limit=reference_limit, filter=filter, in_nc=in_nc, log=log, progress=progress)
     # Rows: every model's outputs, then the trivial references.

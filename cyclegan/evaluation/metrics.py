@@ -288,6 +288,7 @@ class ProtocolCard:
     eval_size: int
     translate_size: int
     resize_filter: str
+    translate_size_why: str = ""  # e.g. "the size the models were trained at" (cyclegan.evaluation.sizes)
     reference_dir: str | None = None
     n_reference: int = 0
     target_dir: str | None = None
@@ -311,8 +312,9 @@ class ProtocolCard:
     def lines(self) -> list[str]:
         """A readable summary, one fact a line."""
         out = [f"direction {self.direction}: {self.n_inputs} inputs from {self.input_dir}",
-               f"translated at {self.translate_size}x{self.translate_size}, scored at {self.eval_size}x{self.eval_size}; "
-               f"resize: {self.resize_filter}"]
+               f"translated at {self.translate_size}x{self.translate_size}"
+               + (f" ({self.translate_size_why})" if self.translate_size_why else "")
+               + f", scored at {self.eval_size}x{self.eval_size}; resize: {self.resize_filter}"]
         if self.target_dir:
             out.append(f"paired: {self.n_paired} pairs with {self.target_dir} (same relative name)"
                        + (f"; {self.n_unmatched_inputs} inputs had no target" if self.n_unmatched_inputs else "")

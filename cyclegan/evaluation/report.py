@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
+from cyclegan.data.grids import titled_grid
 from cyclegan.evaluation import metrics as M
 from cyclegan.evaluation.evaluate import Evaluation
 from cyclegan.evaluation.results import evaluation_dict, format_value, highlighted, json_safe, verdict
@@ -57,43 +58,14 @@ def grid_columns(ev: Evaluation) -> list[tuple[str, torch.Tensor]]:
     return cols
 
 
-def _wrap(text: str, width: float, measure) -> list[str]:
-    """``text`` broken into lines of at most ``width`` pixels (at any character: names have no spaces)."""
-    lines, line = [], ""
-    for ch in text:
-        if line and measure(line + ch) > width:
-            lines.append(line)
-            line = ""
-        line += ch
-    return lines + [line] if line else lines or [""]
-
-
 def write_grid(path: Path, columns: list[tuple[str, torch.Tensor]], rows: list[int], *, cell: int = 128,
                labels: list[str] | None = None) -> Path:
-    """One row per index in ``rows``, one column per (title, images), 2 px white gaps (torchvision's
-    ``make_grid``). Text drawn with PIL: each column's title (input, the model names, ground truth) in
-    full on top, each row's label (``labels[r]``, the image name) in a strip at its left."""
-    from torchvision.utils import make_grid  # slow to import: only when a grid is written
-
-    gap, line_h = 2, 12
-    font = ImageFont.load_default()
-    measure = ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength
-    titles = [_wrap(title, cell - 4, lambda t: measure(t, font=font)) for title, _ in columns]
-    header = 4 + line_h * max(map(len, titles))
-    strip = 0 if labels is None else min(3 * cell, 8 + int(max(measure(labels[r], font=font) for r in rows)))
-    tiles = [_tile(images[r], cell) for r in rows for _, images in columns]  # row by row
-    grid = make_grid(torch.stack(tiles), nrow=len(columns), padding=gap, pad_value=255)
-    canvas = Image.new("RGB", (strip + grid.shape[2], header + grid.shape[1]), (255, 255, 255))
-    canvas.paste(Image.fromarray(grid.permute(1, 2, 0).numpy()), (strip, header))
-    draw = ImageDraw.Draw(canvas)
-    for j, lines in enumerate(titles):
-        draw.multiline_text((strip + gap + j * (cell + gap) + 2, 2), "\n".join(lines), fill=(0, 0, 0), font=font,
-                            spacing=line_h - 10)
-    for i, r in enumerate(rows if labels is not None else []):
-        lines = _wrap(labels[r], strip - 6, lambda t: measure(t, font=font))[: max(1, cell // line_h)]
-        draw.multiline_text((3, header + gap + i * (cell + gap) + 2), "\n".join(lines), fill=(0, 0, 0), font=font,
-                            spacing=line_h - 10)
-    canvas.save(path)
+    """One row per index in ``rows``, one column per (title, images), each image resized to ``cell``;
+    each column's title (input, the model names, ground truth) on top, each row's label (``labels[r]``,
+    the image name) at its left (:func:`cyclegan.data.grids.titled_grid`)."""
+    resized = [(title, torch.stack([_tile(images[r], cell) for r in rows])) for title, images in columns]
+    grid = titled_grid(resized, labels=None if labels is None else [labels[r] for r in rows])
+    grid.save(path)
     return path
 
 
@@ -307,12 +279,14 @@ def log_summary_to_wandb(run, ev: Evaluation) -> None:
     import wandb
 
     table = summary_table(ev)
-    logs = {"summary": table}
+    said = " ".join(verdict(ev))
+    logs = {"summary": table, "verdict": wandb.Html(f"<p>{html.escape(said)}</p>")}
     for m in ev.metric_names():
         if m == "kid_std":  # a spread, not a score
             continue
         logs[f"charts/{m}"] = wandb.plot.bar(table, "model", m, title=f"{m} ({'higher' if M.HIGHER_IS_BETTER[m] else 'lower'} is better)")
     run.log(logs)
+    run.summary["verdict"] = said
     for name, row in ev.summary.items():
         for m, v in row.items():
             if math.isfinite(v):

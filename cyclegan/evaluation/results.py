@@ -3,7 +3,8 @@ verdict (which model is better on which measure, and whether either beats the tr
 
 A score is highlighted only where the best model also beats both trivial references (the
 flat median colour and the unchanged input): anything else a user gets for free. ``kid_std``
-is a spread, not a score; it is never compared.
+is a spread, not a score; it is never compared, but two KIDs closer than their spreads allow
+(the difference within the root sum of squares of the two stds over subsets) are a tie: no win.
 """
 
 from __future__ import annotations
@@ -31,6 +32,16 @@ def _better(metric: str, a: float, b: float) -> bool:
     return a > b if M.HIGHER_IS_BETTER[metric] else a < b
 
 
+def _clearly_better(metric: str, a: dict, b: dict) -> bool:
+    """Row ``a`` better than row ``b`` on ``metric``; for KID by more than the spread of the difference."""
+    if not _better(metric, a[metric], b[metric]):
+        return False
+    if metric != "kid_mean":
+        return True
+    spread = math.hypot(*(row.get("kid_std") if _finite(row.get("kid_std")) else 0.0 for row in (a, b)))
+    return abs(a[metric] - b[metric]) > spread
+
+
 def score_metrics(ev: Evaluation) -> list[str]:
     return [m for m in ev.metric_names() if m not in SPREADS]
 
@@ -40,9 +51,10 @@ def models(ev: Evaluation) -> list[str]:
 
 
 def best_model(ev: Evaluation, metric: str) -> str | None:
-    """The model with the best value of ``metric``; None when none has one, or when two share it (a tie)."""
-    values = {n: ev.summary[n][metric] for n in models(ev) if _finite(ev.summary[n].get(metric))}
-    best = [n for n, v in values.items() if not any(_better(metric, other, v) for other in values.values())]
+    """The model better on ``metric`` than every other model; None when none has a value, or on a tie
+    (equal values; KIDs within their spread)."""
+    rows = {n: ev.summary[n] for n in models(ev) if _finite(ev.summary[n].get(metric))}
+    best = [n for n in rows if all(_clearly_better(metric, rows[n], rows[o]) for o in rows if o != n)]
     return best[0] if len(best) == 1 else None
 
 
@@ -52,8 +64,8 @@ def reference_values(ev: Evaluation, metric: str) -> dict[str, float]:
 
 def beats_references(ev: Evaluation, name: str, metric: str) -> bool:
     """True when ``name`` is better on ``metric`` than every trivial reference scored on it (and one is)."""
-    v, refs = ev.summary[name].get(metric), reference_values(ev, metric)
-    return bool(refs) and _finite(v) and all(_better(metric, v, r) for r in refs.values())
+    row, refs = ev.summary[name], reference_values(ev, metric)
+    return bool(refs) and _finite(row.get(metric)) and all(_clearly_better(metric, row, ev.summary[r]) for r in refs)
 
 
 def highlighted(ev: Evaluation) -> set[tuple[str, str]]:
@@ -156,6 +168,6 @@ def json_safe(value):
 def evaluation_dict(ev: Evaluation) -> dict:
     # "kinds": the file's name for the row types, kept for the readers of existing metrics.json files
     return json_safe({"card": ev.card.to_dict(), "checkpoints": ev.checkpoints, "kinds": ev.row_types,
-                      "summary": ev.summary})
+                      "summary": ev.summary, "verdict": " ".join(verdict(ev))})
 
 

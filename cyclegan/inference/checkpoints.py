@@ -19,7 +19,8 @@ from torch import nn
 from cyclegan.errors import CheckpointError, first_line
 from cyclegan.models.networks import GeneratorConfig, build_generator
 from cyclegan.training.state import TRANSLATOR, WANDB_RUN_ID
-from cyclegan.inference.pretrained import resolve
+from cyclegan.inference.remote import resolve
+from cyclegan.inference.hub import is_model_folder, load_folder
 from cyclegan.inference.authors import is_state_dict, load_file, single_generator
 
 Direction = Literal["a2b", "b2a"]
@@ -62,19 +63,24 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return checkpoint
 
 
-def load_generator(ckpt_path: str | os.PathLike, direction: Direction = "a2b") -> nn.Module:
+def load_generator(ckpt_path: str | os.PathLike, direction: Direction | None = None) -> nn.Module:
     """The trained generator for ``direction`` as an ``nn.Module`` in eval mode, on the CPU.
 
     It maps (N, C, H, W) tensors in [-1, 1] to the other domain; H and W must be multiples
     of the generator's stride (4 for ResNet generators). Method-1 checkpoints have only "a2b".
     ``ckpt_path`` may also be a generator file of the authors' code (``latest_net_G_A.pth``:
-    one generator, "a2b" only) or ``pretrained:NAME`` (see :mod:`cyclegan.inference.pretrained`).
+    one generator, "a2b" only), ``pretrained:NAME`` (see :mod:`cyclegan.inference.pretrained`),
+    a model folder from ``cyclegan export --format hf`` (one generator), ``hf:ORG/NAME[@REVISION]``
+    or ``wandb:ENTITY/PROJECT/NAME:ALIAS`` (see :mod:`cyclegan.inference.remote`).
+    ``direction`` None: "a2b", or a model folder's own.
     """
     ckpt_path = resolve(ckpt_path)
+    if is_model_folder(ckpt_path):
+        return load_folder(ckpt_path, direction)[0]
     checkpoint = read_model_file(ckpt_path)
     if is_state_dict(checkpoint):
         return single_generator(checkpoint, ckpt_path, direction)[0]
-    return generator_from_checkpoint(checkpoint, direction, path=ckpt_path)
+    return generator_from_checkpoint(checkpoint, direction or "a2b", path=ckpt_path)
 
 
 def generator_from_checkpoint(checkpoint: dict[str, Any], direction: Direction = "a2b", *,

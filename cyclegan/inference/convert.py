@@ -9,6 +9,8 @@ encoded and written (atomically) by a thread pool; existing outputs are skipped 
 manifest says this checkpoint wrote them with these settings (and refused otherwise, see
 :mod:`cyclegan.inference.manifest`), unreadable inputs reported and counted, and a CSV manifest records
 one row per input. An animated GIF gives its first frame, as a PNG unless ``--format`` says otherwise.
+Each output is journaled as it is written, so a run killed at any instant resumes; Ctrl-C and
+SIGTERM finish the files in flight and write the manifest before the run stops.
 """
 
 from __future__ import annotations
@@ -30,12 +32,12 @@ from tqdm import tqdm
 
 from cyclegan.devices import MAX_BATCH, capped_batch_size, default_batch_size, usable_cpus
 from cyclegan.errors import DataError, TranslateError
-from cyclegan.inference.checkpoints import sha256_state_dict
 from cyclegan.data.images import (
     IMAGE_EXTENSIONS, describe_error, finish_image, frame_count, list_images, prepare_image, publish, to_numpy_images,
     to_tensor,
 )
-from cyclegan.inference.manifest import check_origin, read_manifest, refuse_stale, settings_fingerprint, write_manifest
+from cyclegan.inference.manifest import Manifest, check_origin, origin_of, refuse_stale, temporary_prefix
+from cyclegan.inference.stopping import ConversionInterrupted, ignore_sigterm, run_until_stopped
 from cyclegan.inference.translator import DEFAULT_MAX_PIXELS, DEFAULT_STATS_SIZE, Translator, as_translator
 
 OUTPUT_FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}
@@ -181,8 +183,9 @@ def _already_done(job: _Job, fmt: str) -> Path | None:
     return None
 
 
-def _write(job: _Job, array: np.ndarray, alpha: np.ndarray | None, fmt: str, frames: int = 1) -> dict:
-    """Encode and write atomically (hidden temporary file in the same folder, then rename)."""
+def _write(job: _Job, array: np.ndarray, alpha: np.ndarray | None, fmt: str, frames: int = 1,
+           journal: Manifest | None = None) -> dict:
+    """Encode and write atomically (hidden temporary file in the same folder, journaled, then renamed)."""
     dst, notes = job.dst, [ANIMATED_NOTE.format(frames=frames)] if frames > 1 else []
     if alpha is not None and dst.suffix.lower() not in _HOLDS_ALPHA:
         if fmt == "same":
@@ -197,9 +200,11 @@ def _write(job: _Job, array: np.ndarray, alpha: np.ndarray | None, fmt: str, fra
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
         pil_format = Image.registered_extensions()[dst.suffix.lower()]
-        fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.tmp-")
+        fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=temporary_prefix(dst))
         with os.fdopen(fd, "wb") as f:
             image.save(f, format=pil_format, **_SAVE_OPTIONS.get(pil_format, {}))
+        if journal is not None:  # names this very file (closed: its mtime is final): the row counts once renamed
+            journal.record(row, os.stat(tmp))
         publish(tmp, dst)
     except Exception as e:  # noqa: BLE001 - one file that cannot be written does not stop the others
         if tmp is not None and os.path.exists(tmp):
@@ -255,7 +260,9 @@ def convert_folder(
     any other existing output raises :class:`~cyclegan.inference.manifest.StaleOutputError` before
     anything is written, unless ``settings.overwrite``. Unreadable inputs are reported through
     ``log`` (default: stderr, above the progress bar) as ``skipped PATH: reason`` and counted
-    as failed. ``manifest`` (None: none) receives one CSV row per input. A module runs in
+    as failed. ``manifest`` (None: none) receives one CSV row per input, also when Ctrl-C or
+    SIGTERM stops the run: the files in flight are finished, then
+    :class:`~cyclegan.inference.stopping.ConversionInterrupted` says how far it got. A module runs in
     float32 where its parameters are. Raises :class:`TranslateError` for usage errors.
     """
     translator = as_translator(generator, None, None)
@@ -266,35 +273,23 @@ def convert_folder(
     out_root = dst if not (src.is_file() and jobs[0].dst == dst) else dst.parent
     if manifest is not None and src.is_dir() and _is_inside(Path(manifest).resolve(), src.resolve()):
         raise TranslateError(f"manifest {manifest} is inside the input folder {src}")
-    previous = read_manifest(Path(manifest)) if manifest is not None else {}
-    summary = Summary(origin=_origin(translator, settings, checkpoint_sha256))
-    todo = _still_to_do(jobs, settings, summary, previous)  # refuses stale outputs: nothing written yet
+    record = Manifest(Path(manifest) if manifest is not None else None)  # with what a killed run journaled
+    summary = Summary(origin=origin_of(translator, settings, checkpoint_sha256))
+    todo = _still_to_do(jobs, settings, summary, record.previous)  # refuses stale outputs: nothing written yet
     refuse_stale(out_root, [(Path(r["output"]), r.pop("stale")) for r in summary.rows if "stale" in r])
     _check_writable(out_root)
+    record.open(summary.origin, outputs=[j.dst for j in jobs])  # and removes what a killed run left
     log = log or (lambda line: tqdm.write(line, file=sys.stderr))
     for row in summary.rows:
         if row["status"] == "failed":
             log(f"skipped {row['input']}: {row['reason']}")
-    conversion = _Conversion(translator, todo, settings, summary, log, progress=progress)
-    try:
-        conversion.run()
-    finally:
-        # Also when interrupted: files already handed to the writers are finished and recorded.
-        conversion.close()
-        if manifest is not None:
-            write_manifest(Path(manifest), summary.rows, previous=previous)
+    before = len(summary.rows)
+    conversion = _Conversion(translator, todo, settings, summary, log, progress=progress, manifest=record)
+    stopped_by = run_until_stopped(conversion.run, conversion.close)
+    if stopped_by is not None:
+        raise ConversionInterrupted(stopped_by, summary, left=len(todo) - (len(summary.rows) - before),
+                                    manifest=manifest)
     return summary
-
-
-def _origin(translator: Translator, settings: ConvertSettings, checkpoint_sha256: str) -> dict[str, str]:
-    """What the manifest records as the source of this run's outputs."""
-    s = settings
-    if not checkpoint_sha256 and translator.module is not None:  # a module from Python: name it by its weights
-        checkpoint_sha256 = sha256_state_dict(translator.module)
-    fingerprint = settings_fingerprint(
-        direction=translator.metadata.get("direction", ""), precision=translator.precision, fmt=s.fmt,
-        resize=s.resize, tile=s.tile, overlap=s.overlap, max_pixels=s.max_pixels, stats_size=s.stats_size)
-    return {"checkpoint_sha256": checkpoint_sha256, "settings": fingerprint}
 
 
 def _still_to_do(jobs: list[_Job], settings: ConvertSettings, summary: Summary, previous: dict) -> list[_Job]:
@@ -325,8 +320,9 @@ class _Conversion:
     """
 
     def __init__(self, translator: Translator, todo: list[_Job], settings: ConvertSettings, summary: Summary,
-                 log: Callable[[str], None], *, progress: bool) -> None:
+                 log: Callable[[str], None], *, progress: bool, manifest: Manifest = Manifest(None)) -> None:
         self.translator, self.todo, self.settings, self.summary, self.log = translator, todo, settings, summary, log
+        self.manifest, self.journal = manifest, manifest if manifest.active else None
         # The largest batch any size gets; each size group's own limit is _group_limit.
         self.batch_size = max(1, settings.batch_size or MAX_BATCH)
         self.waiting: dict[tuple[int, int], list[_Decoded]] = defaultdict(list)
@@ -340,6 +336,7 @@ class _Conversion:
         loader = DataLoader(
             _Images([j.src for j in self.todo], channels=self.translator.input_nc, resize=self.settings.resize),
             batch_size=self.batch_size, collate_fn=list, num_workers=self.settings.n_workers,
+            worker_init_fn=ignore_sigterm,
         )
         for chunk in loader if self.todo else []:
             for item in chunk:
@@ -353,10 +350,12 @@ class _Conversion:
         self.waiting.clear()
 
     def close(self) -> None:
+        """Finish the files handed to the writers (also after Ctrl-C or SIGTERM), then write the manifest."""
         while self.pending:
             self._finish(self.pending.popleft().result())
         self.pool.shutdown()
         self.bar.close()
+        self.manifest.finish(self.summary.rows)
 
     def _take(self, item: _Decoded) -> None:
         """A decoded image joins its size group; a full group goes through the model."""
@@ -387,7 +386,8 @@ class _Conversion:
                 self._finish(_row(self.todo[it.index], status="failed", reason=f"cannot translate: {describe_error(e)}"))
             return
         for it, out in zip(items, to_numpy_images(y)):
-            self.pending.append(self.pool.submit(_write, self.todo[it.index], out, it.alpha, s.fmt, it.frames))
+            self.pending.append(self.pool.submit(_write, self.todo[it.index], out, it.alpha, s.fmt, it.frames,
+                                                 self.journal))
 
     def _finish(self, row: dict) -> None:
         self.summary.add(row)

@@ -33,7 +33,8 @@ from cyclegan.inference.checkpoints import generator_from_checkpoint, read_model
 from cyclegan.devices import inference_precision, resolve_device
 from cyclegan.errors import CheckpointError, TranslateError, first_line
 from cyclegan.data.images import finish_image, prepare_image, to_numpy_images, to_tensor
-from cyclegan.inference.pretrained import resolve
+from cyclegan.inference.remote import resolve
+from cyclegan.inference.hub import WEIGHTS_NAME, is_model_folder, load_folder
 from cyclegan.inference.authors import is_state_dict, single_generator
 from cyclegan.inference.tiling import NormStats, reflect_pad, round_up, tiled_forward
 
@@ -174,18 +175,24 @@ def load_translator(
     inverse: bool = False,
 ) -> Translator:
     """A :class:`Translator` from a training checkpoint, a TorchScript export (.pt), an ONNX export
-    (.onnx), a generator file of the authors' code (.pth) or ``pretrained:NAME``.
+    (.onnx), a generator file of the authors' code (.pth), ``pretrained:NAME``, a model folder
+    (``cyclegan export --format hf``), ``hf:ORG/NAME[@REVISION]`` or ``wandb:ENTITY/PROJECT/NAME:ALIAS``.
 
-    ``direction`` defaults to "a2b" for checkpoints and to the exported one for exports; a
-    file of the authors' holds one generator, so only "a2b" (or None).
+    ``direction`` defaults to "a2b" for checkpoints and to the exported one for exports and model
+    folders; a file of the authors' holds one generator, so only "a2b" (or None).
     ``inverse``: also load the other direction of a CycleGAN checkpoint as ``.inverse``.
     ``precision="auto"``: bf16 where the device has it natively (:mod:`cyclegan.devices`).
     The file is read once.
     """
-    path = resolve(path)  # pretrained:NAME -> the cached file, downloaded when missing
+    path = resolve(path)  # pretrained:, hf:, wandb: -> the cached file or folder, downloaded when missing
+    device = resolve_device(device)
+    if is_model_folder(path):  # config.json + model.safetensors: a PyTorch generator, tiles like a checkpoint's
+        net, metadata = load_folder(path, direction)
+        precision = inference_precision("auto", device) if precision == "auto" else precision
+        return Translator.from_module(net, metadata=metadata, path=path / WEIGHTS_NAME, device=device,
+                                      precision=precision)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    device = resolve_device(device)
     exported = is_exported(path)
     if precision == "auto":  # exported graphs run float32 only
         precision = "32" if exported else inference_precision("auto", device)
@@ -197,6 +204,7 @@ def load_translator(
         metadata = {
             "kind": "published", "direction": "a2b", "input_nc": spec.input_nc, "output_nc": spec.output_nc,
             "stride": getattr(net, "stride", 1), "generator": asdict(spec.config), "norm": spec.config.norm,
+            "training_size": 256,  # the authors' code crops 256 px (its --crop_size default); their file does not say
         }
         return Translator.from_module(net, metadata=metadata, path=path, device=device, precision=precision)
     direction = direction or "a2b"
@@ -217,8 +225,18 @@ def _checkpoint_translator(checkpoint: dict, path: Path, direction: str, **optio
     metadata = {
         "kind": meta["kind"], "direction": direction, "input_nc": in_nc, "output_nc": out_nc,
         "stride": getattr(net, "stride", 1), "generator": meta["generator"], "norm": meta["generator"]["norm"],
+        "training_size": training_size(checkpoint),
     }
     return Translator.from_module(net, metadata=metadata, path=path, **options)
+
+
+def training_size(checkpoint: dict) -> int | None:
+    """The side of the images a checkpoint's generators were trained on (its data's ``crop_size``);
+    None where training kept each image's own size (``preprocess: none``) or the file does not say."""
+    data = checkpoint.get("datamodule_hyper_parameters") or {}
+    if data.get("preprocess") == "none" or not isinstance(data.get("crop_size"), int):
+        return None
+    return data["crop_size"]
 
 
 # Exported files: what the translator needs besides the graph (channels, stride, direction,

@@ -22,8 +22,8 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.utilities import rank_zero_warn
 from PIL import Image
-from torchvision.utils import make_grid
 
+from cyclegan.data.grids import as_pixels, titled_grid
 from cyclegan.data.images import to_uint8
 from cyclegan.errors import NonFiniteLossError, warn
 from cyclegan.training.wandb_logger import WandbLogger
@@ -45,12 +45,14 @@ def run_dir(trainer: pl.Trainer) -> Path:
 
 
 class SampleGrid(pl.Callback):
-    """Translates a fixed set of validation images and logs the grid.
+    """Translates a fixed set of validation images and logs the grid, each column titled in the PNG.
 
-    Each row is one image; the columns are the model's ``sample_columns`` (real |
-    translated | reconstructed, both directions for CycleGAN). Logged to W&B under
-    ``samples`` and written to ``<run dir>/samples/step_XXXXXXX.png`` every
-    ``every_n_steps`` training steps (0: never) and after each validation.
+    Each row is one image; the columns are the model's ``sample_columns(real_a, real_b)``, an
+    ordered mapping of column title to (N, C, H, W) images in [-1, 1] (CycleGAN: real A | A->B |
+    A->B->A | real B | B->A | B->A->B; any model may give any number of columns). One grid per
+    sampling point: every ``every_n_steps`` training steps and at the end of training (with
+    ``every_n_steps`` 0: after each validation and at the end instead). Logged to W&B under
+    ``samples`` and written to ``<run dir>/samples/step_XXXXXXX.png``, the same pixels.
 
     Args:
         num_images: rows in the grid (the first validation images of each domain).
@@ -72,7 +74,9 @@ class SampleGrid(pl.Callback):
             self.log_grid(trainer, pl_module)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.sanity_checking:
+        # Validation is a sampling point only without a step cadence: beside one it would add
+        # near-duplicates (an epoch end at step 248, the cadence at 250).
+        if self.every_n_steps <= 0 and not trainer.sanity_checking:
             self.log_grid(trainer, pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -88,18 +92,16 @@ class SampleGrid(pl.Callback):
             self._batch["A"].to(pl_module.device), self._batch["B"].to(pl_module.device)
         )
         pl_module.train(was_training)
-        # (N, K, 3, H, W) -> rows of K images; grayscale columns shown as RGB.
-        tiles = torch.stack([c.float().expand(-1, 3, -1, -1) for c in columns], dim=1)
-        grid = make_grid(tiles.flatten(0, 1).cpu(), nrow=len(columns), padding=2, pad_value=1.0)
         # uint8 (H, W, 3): the same pixels in the PNG file and in W&B (which would cast a
         # float grid in [0, 1] to uint8 as it is, leaving only the values 0 and 1).
-        pixels = to_uint8(grid).permute(1, 2, 0).numpy()
+        pixels = as_pixels(titled_grid([(title, to_uint8(images).cpu()) for title, images in columns.items()]))
         path = run_dir(trainer) / "samples" / f"step_{trainer.global_step:07d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(pixels).save(path)
+        caption = f"step {trainer.global_step}: " + " | ".join(columns)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                logger.log_image("samples", [pixels], step=trainer.global_step, caption=[f"step {trainer.global_step}"])
+                logger.log_image("samples", [pixels], step=trainer.global_step, caption=[caption])
 
 
 class GracefulStop(pl.Callback):

@@ -182,7 +182,7 @@ class CUT(TranslationModel):
         """Columns of the sample grid, each (N, C, H, W): a, G(a), and with the identity term b, G(b)."""
         columns = {"real A": real_a, "A->B": self.G_AB(real_a)}
         if self.hparams.nce_idt:
-            columns.update({"real B": real_b, "B->B (identity)": self.G_AB(real_b)})
+            columns.update({"real B": real_b, "B->B": self.G_AB(real_b)})
         return columns
 
 

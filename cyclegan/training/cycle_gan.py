@@ -138,7 +138,8 @@ class CycleGAN(TranslationModel):
                       on_epoch=True, batch_size=batch["A"].shape[0], sync_dist=True)
 
     @torch.no_grad()
-    def sample_columns(self, real_a: torch.Tensor, real_b: torch.Tensor) -> list[torch.Tensor]:
-        """Columns of the sample grid: a | G(a) | F(G(a)) | b | F(b) | G(F(b)), each (N, C, H, W)."""
+    def sample_columns(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The sample grid's columns by title, in order: a | G(a) | F(G(a)) | b | F(b) | G(F(b)), each (N, C, H, W)."""
         fake_b, fake_a = self.G_AB(real_a), self.G_BA(real_b)
-        return [real_a, fake_b, self.G_BA(fake_b), real_b, fake_a, self.G_AB(fake_a)]
+        return {"real A": real_a, "A->B": fake_b, "A->B->A": self.G_BA(fake_b),
+                "real B": real_b, "B->A": fake_a, "B->A->B": self.G_AB(fake_a)}

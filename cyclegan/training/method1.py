@@ -88,6 +88,6 @@ class Method1(TranslationModel):
                  on_epoch=True, batch_size=batch["A"].shape[0], sync_dist=True)
 
     @torch.no_grad()
-    def sample_columns(self, real_a: torch.Tensor, real_b: torch.Tensor) -> list[torch.Tensor]:
-        """Columns of the sample grid: a | G(a), each (N, C, H, W)."""
-        return [real_a, self.G_AB(real_a)]
+    def sample_columns(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The sample grid's columns by title, in order: a | G(a), each (N, C, H, W)."""
+        return {"real A": real_a, "A->B": self.G_AB(real_a)}
