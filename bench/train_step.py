@@ -207,8 +207,8 @@ def check_same_math(kind: str, size: int, args) -> dict[str, float]:
 
         ours.sample_locations = record
         ours.hparams.flip_equivariance = ref.hparams.flip_equivariance = False
-        fake_b, idt_b, flipped = ours.translate_batch(a, b)
-        terms = ours.generator_losses(a, b, fake_b, idt_b, flipped)
+        fake_b, idt_b, flipped, keys = ours.translate_batch(a, b)
+        terms = ours.generator_losses(a, b, fake_b, idt_b, flipped, keys)
         sum(terms.values()).backward()
         gen_grads_ours = grads(ours)
         replay = iter(drawn)

@@ -167,6 +167,34 @@ def test_the_configs_compose_with_every_overlay(model, tmp_path):
     assert type(fast.G_AB).__name__ == "UnetGenerator" and fast.nce_layers == [0, 1, 2, 3, 4]
     fast.train()
     batch = {"A": torch.rand(2, 3, 64, 64) * 2 - 1, "B": torch.rand(2, 3, 64, 64) * 2 - 1}
-    fake_b, _, _ = fast.translate_batch(batch["A"], batch["B"])
-    terms = fast.generator_losses(batch["A"], batch["B"], fake_b, None, False)
+    fake_b, _, _, keys = fast.translate_batch(batch["A"], batch["B"])
+    terms = fast.generator_losses(batch["A"], batch["B"], fake_b, None, False, keys)
     assert torch.isfinite(terms["loss_nce_ab"]) and terms["loss_nce_ab"] > 0
+
+
+@pytest.mark.parametrize("nce_idt", [True, False])
+def test_keys_come_from_the_forward_pass_with_the_numbers_of_a_second_encoding(nce_idt):
+    model = CUT(**PUBLISHED_SMALL, nce_idt=nce_idt)
+    a, b = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    encoded = []
+    encode = model.encode
+    model.encode = lambda *images: encoded.append(len(images)) or encode(*images)
+    fake_b, idt_b, flipped, keys = model.translate_batch(a, b)
+    assert not flipped and len(keys) == (2 if nce_idt else 1) and encoded == []
+    with torch.no_grad():
+        apart = encode(a, b) if nce_idt else encode(a)
+    for kept, again in zip(keys, apart):
+        for k, e in zip(kept, again, strict=True):
+            assert not k.requires_grad
+            torch.testing.assert_close(k, e, rtol=1e-5, atol=1e-6)
+    draws = [torch.Generator().manual_seed(0) for _ in range(2)]
+    sample = model.sample_locations
+    for rng in draws:  # the same locations for both computations
+        model.sample_locations = lambda feats, n, _r=None, rng=rng: sample(feats, n, rng)
+        if rng is draws[0]:
+            with_keys = model.generator_losses(a, b, fake_b, idt_b, flipped, keys)
+        else:
+            without = model.generator_losses(a, b, fake_b, idt_b, flipped)
+    assert encoded == [2 if nce_idt else 1] * 3  # the outputs' queries; then the keys and the queries
+    for name in with_keys:
+        torch.testing.assert_close(with_keys[name], without[name], rtol=1e-5, atol=1e-6)

@@ -95,12 +95,8 @@ class ResnetBlock(nn.Module):
         super().__init__()
         self.channels = channels
         bias = _conv_bias(norm)
-        layers: list[nn.Module] = [
-            nn.ReflectionPad2d(1),
-            nn.Conv2d(channels, channels, 3, bias=bias),
-            _norm(norm, channels),
-            nn.ReLU(True),
-        ]
+        layers: list[nn.Module] = [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=bias),
+                                   _norm(norm, channels), nn.ReLU(True)]
         if dropout:
             layers.append(nn.Dropout(0.5))
         layers += [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=bias), _norm(norm, channels)]
@@ -178,12 +174,16 @@ class ResnetGenerator(nn.Module):
     def encode(self, x: torch.Tensor, layers: list[int]) -> list[torch.Tensor]:
         """The outputs of the given layers of ``self.model`` (ascending), computing no further
         than the last: (N, C, H, W) -> [(N, C_l, H_l, W_l) for each layer l]."""
+        return self.forward_features(x, layers, until=layers[-1] + 1)[1]
+
+    def forward_features(self, x: torch.Tensor, layers: list[int], *, until: int | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """G(x) (or layer ``until - 1``'s output) and the features :meth:`encode` gives, from one pass."""
         feats = []
-        for i, layer in enumerate(self.model[: layers[-1] + 1]):
+        for i, layer in enumerate(self.model[:until]):
             x = layer(x)
             if i in layers:
                 feats.append(x)
-        return feats
+        return x, feats
 
 
 def _channels_after(layers: nn.Sequential, input_nc: int) -> int:

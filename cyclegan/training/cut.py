@@ -92,12 +92,14 @@ class CUT(TranslationModel):
         return [self.G_AB.encode(im, self.nce_layers) for im in images]
 
     def patch_nce(self, sources: list[torch.Tensor], outputs: list[torch.Tensor], flipped: bool,
-                  rng: torch.Generator | None = None) -> list[torch.Tensor]:
+                  rng: torch.Generator | None = None, key_feats: list[list[torch.Tensor]] | None = None) -> list[torch.Tensor]:
         """lambda_nce * L_PatchNCE(G(x), x) for each (x, G(x)): the mean over layers of the mean
-        per-patch loss. Locations come from torch's RNG on the features' device, or from ``rng``."""
+        per-patch loss. Locations come from torch's RNG on the features' device, or from ``rng``.
+        ``key_feats``: x's features at the NCE layers when G's forward pass already gave them."""
         hp = self.hparams
-        with torch.no_grad():  # the keys: detached in the loss, so no graph is kept for them
-            key_feats = self.encode(*sources)
+        if key_feats is None:
+            with torch.no_grad():  # the keys: detached in the loss, so no graph is kept for them
+                key_feats = self.encode(*sources)
         query_feats = self.encode(*outputs)
         losses = []
         for src, feat_k, feat_q in zip(sources, key_feats, query_feats):
@@ -113,33 +115,47 @@ class CUT(TranslationModel):
         return losses
 
     def generator_losses(self, real_a: torch.Tensor, real_b: torch.Tensor, fake_b: torch.Tensor,
-                         idt_b: torch.Tensor | None, flipped: bool) -> dict[str, torch.Tensor]:
-        """The weighted terms of L_G (they sum to it)."""
+                         idt_b: torch.Tensor | None, flipped: bool,
+                         key_feats: list[list[torch.Tensor]] | None = None) -> dict[str, torch.Tensor]:
+        """The weighted terms of L_G (they sum to it). ``key_feats``: as in :meth:`patch_nce`."""
         hp = self.hparams
         terms = {"loss_g_adv_ab": gan_loss(self.D_B(self.augment(fake_b)), True, mode=hp.gan_mode) * hp.lambda_gan}
         if hp.lambda_nce > 0:
             if idt_b is None:
-                (terms["loss_nce_ab"],) = self.patch_nce([real_a], [fake_b], flipped)
+                (terms["loss_nce_ab"],) = self.patch_nce([real_a], [fake_b], flipped, key_feats=key_feats)
             else:  # the two NCE terms averaged
-                nce, nce_idt = self.patch_nce([real_a, real_b], [fake_b, idt_b], flipped)
+                nce, nce_idt = self.patch_nce([real_a, real_b], [fake_b, idt_b], flipped, key_feats=key_feats)
                 terms["loss_nce_ab"], terms["loss_nce_idt_b"] = 0.5 * nce, 0.5 * nce_idt
         return terms
 
-    def translate_batch(self, real_a: torch.Tensor, real_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
+    def translate_batch(self, real_a: torch.Tensor, real_b: torch.Tensor) -> tuple[
+            torch.Tensor, torch.Tensor | None, bool, list[list[torch.Tensor]] | None]:
         """G on a (and b, for the identity term) in one call, mirrored half the time with flip
-        equivariance: (G(a), G(b) or None, whether mirrored). The coin is drawn on the CPU."""
+        equivariance: (G(a), G(b) or None, whether mirrored, the PatchNCE keys' features of a
+        (and b) or None). The coin is drawn on the CPU.
+
+        Unmirrored, G's forward pass computes the features PatchNCE takes its keys from (keys are
+        detached, and G does not change between this pass and the loss): they are kept from it
+        instead of encoding a and b again (the authors encode them a second time: the same numbers,
+        one encoder pass more). Mirrored, the keys need the unmirrored input's features: encoded apart.
+        """
         hp = self.hparams
         real = torch.cat([real_a, real_b]) if hp.nce_idt else real_a  # (N or 2N, C, H, W)
         flipped = bool(hp.flip_equivariance and self.coin())
-        fake = self.G_AB(real.flip(3) if flipped else real)
         n = real_a.shape[0]
-        return fake[:n], (fake[n:] if hp.nce_idt else None), flipped
+        if flipped or hp.lambda_nce <= 0 or not hasattr(self.G_AB, "forward_features"):
+            fake, key_feats = self.G_AB(real.flip(3) if flipped else real), None
+        else:
+            fake, feats = self.G_AB.forward_features(real, self.nce_layers)  # feats: [(N or 2N, C_l, H_l, W_l)]
+            parts = [f.detach().split(n) for f in feats]  # per layer: a's rows, then b's
+            key_feats = [list(p) for p in zip(*parts)]  # per source (a, b): per layer
+        return fake[:n], (fake[n:] if hp.nce_idt else None), flipped, key_feats
 
     # ------------------------------------------------------------------------ training
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any] | None:
         real_a, real_b = batch["A"], batch["B"]  # (N, C, H, W) each, in [-1, 1]
         opt_g, opt_d = self.optimizers()
-        fake_b, idt_b, flipped = self.translate_batch(real_a, real_b)  # (N, C, H, W): G(a) [mirrored], G(b)
+        fake_b, idt_b, flipped, key_feats = self.translate_batch(real_a, real_b)  # (N, C, H, W): G(a) [mirrored], G(b)
 
         # 1. D_B on b and on this iteration's G(a), first (as published: G then meets the updated D).
         with self.toggled_optimizer(opt_d):
@@ -153,7 +169,7 @@ class CUT(TranslationModel):
 
         # 2. G and the heads, with D_B frozen.
         with self.toggled_optimizer(opt_g):
-            terms = self.generator_losses(real_a, real_b, fake_b, idt_b, flipped)
+            terms = self.generator_losses(real_a, real_b, fake_b, idt_b, flipped, key_feats)
             loss_g = sum(terms.values())
             if not self.guard.finite(self, terms):
                 return None
