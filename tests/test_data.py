@@ -127,3 +127,16 @@ def test_preprocess_none_keeps_sizes_and_sample_batch_crops_to_a_common_one(tmp_
     dm.setup("fit")
     assert {tuple(dm.val_set[i]["A"].shape) for i in range(2)} == {(3, 44, 48), (3, 36, 40)}  # (C, H, W)
     assert dm.sample_batch(2)["A"].shape == (2, 3, 36, 40)
+
+
+def test_loader_workers_follow_the_cpus_this_process_may_use(monkeypatch):
+    from cyclegan.data import datamodule
+
+    monkeypatch.setattr(datamodule, "usable_cpus", lambda: 16)
+    assert datamodule.loader_workers(None, cuda=True) == 8  # a GPU step is fast: up to 8
+    assert datamodule.loader_workers(None, cuda=True, processes=4) == 4  # four GPUs share 16 CPUs
+    assert datamodule.loader_workers(None, cuda=False) == 4  # on a CPU the workers take the step's cores
+    assert datamodule.loader_workers(12, cuda=True) == 12 and datamodule.loader_workers(0, cuda=True) == 0
+    monkeypatch.setattr(datamodule, "usable_cpus", lambda: 2)  # taskset / a container's cpuset
+    assert datamodule.loader_workers(None, cuda=False) == 2 and datamodule.loader_workers(8, cuda=True) == 2
+    assert datamodule.loader_workers(None, cuda=True, processes=4) == 1

@@ -238,6 +238,17 @@ class ResumableDataLoader(DataLoader):
             self.sampler.resume_at(state["epoch"], state["position"])
 
 
+def loader_workers(requested: int | None, *, cuda: bool, processes: int = 1) -> int:
+    """Loader processes per training process, never more than the CPUs it may use.
+
+    By default: on a GPU, this process's share of the CPUs (``processes`` train on this machine),
+    up to 8, so that decoding and augmenting keep up with a fast step (bench/gpu.py measures the
+    GPU's busy share); on a CPU, where the workers take cores from the step itself, up to 4.
+    """
+    share = max(1, usable_cpus() // max(1, processes)) if cuda else usable_cpus()
+    return min(share, requested if requested is not None else (8 if cuda else 4))
+
+
 class UnpairedImageDataModule(pl.LightningDataModule):
     """Domains A and B from folders.
 
@@ -251,6 +262,8 @@ class UnpairedImageDataModule(pl.LightningDataModule):
             when sizes differ).
         flip: random horizontal flips during training.
         input_nc, output_nc: channels of A and B (3 = RGB, 1 = grayscale).
+        num_workers: loader processes (``None``: :func:`loader_workers` decides from the CPUs
+            this process may use and where it trains).
         val_images: cap on validation images per domain (``None``: all). Without
             validation folders, the first ``val_images`` (default 8) training images are used.
     """
@@ -270,7 +283,7 @@ class UnpairedImageDataModule(pl.LightningDataModule):
         input_nc: Literal[1, 3] = 3,
         output_nc: Literal[1, 3] = 3,
         batch_size: int = 1,
-        num_workers: int = 4,
+        num_workers: int | None = None,
         val_images: int | None = None,
     ) -> None:
         super().__init__()
@@ -319,10 +332,12 @@ class UnpairedImageDataModule(pl.LightningDataModule):
         )
 
     def _loader(self, dataset: Dataset, *, sampler: EpochSampler | None, batch_size: int) -> DataLoader:
-        workers = min(self.num_workers, usable_cpus())
+        trainer = self.trainer
+        cuda = trainer is not None and trainer.strategy.root_device.type == "cuda"
+        workers = loader_workers(self.num_workers, cuda=cuda, processes=trainer.num_devices if trainer else 1)
         return (ResumableDataLoader if sampler is not None else DataLoader)(
             dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-            persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(), drop_last=sampler is not None,
+            persistent_workers=workers > 0, pin_memory=cuda, drop_last=sampler is not None,
             worker_init_fn=_seed_worker,
             # Its own generator for the workers' base seed: iterating a loader leaves the global
             # RNG (dropout, gradient-penalty mixing) as it was, so validation cannot shift training.

@@ -52,12 +52,12 @@ class ImagePool:
         out = []
         for image in images.detach():
             if len(self.images) < self.size:
-                self.images.append(image.clone())
+                self.images.append(_finite_copy(image))
                 out.append(image)
             elif torch.rand((), generator=self._rng).item() > 0.5:
                 i = int(torch.randint(self.size, (), generator=self._rng))
                 out.append(self.images[i])
-                self.images[i] = image.clone()
+                self.images[i] = _finite_copy(image)
             else:
                 out.append(image)
         return torch.stack(out)
@@ -71,6 +71,13 @@ class ImagePool:
             raise ValueError(f"pool size mismatch: checkpoint has {state['size']}, this model {self.size}")
         self.images = list(state["images"])
         self._rng.set_state(state["rng"])
+
+
+def _finite_copy(image: torch.Tensor) -> torch.Tensor:
+    """A copy to keep: NaN -> 0, +-inf -> +-1 (finite images unchanged). Where the non-finite guard
+    decides on the device, a skipped iteration's fakes still reach the pool; a NaN kept there
+    would make D's loss NaN whenever it is drawn, for many iterations."""
+    return torch.nan_to_num(image, nan=0.0, posinf=1.0, neginf=-1.0)
 
 
 class Pools:

@@ -19,13 +19,13 @@ from pytorch_lightning.core.optimizer import LightningOptimizer
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from cyclegan.errors import NonFiniteLossError, warn
 from cyclegan.models.augment import DiffAugment, DiffAugmentOp
 from cyclegan.models.image_pool import Pools
 from cyclegan.models.losses import DiscriminatorLoss, GanMode
 from cyclegan.models.networks import DiscriminatorConfig, GeneratorConfig
 from cyclegan.training import state
 from cyclegan.training import lightning_internals
+from cyclegan.training.guard import NonFiniteGuard
 
 # Key of training_step's output: {discriminator name: patch accuracy}, read by TrainingHealth.
 D_ACCURACY = "d_accuracy"
@@ -150,9 +150,19 @@ class TranslationModel(pl.LightningModule):
         """
         self.trainer.strategy.optimizer_step(opt_d.optimizer, closure=_no_closure)
 
+    def on_train_start(self) -> None:
+        self.guard.choose(self.trainer, self.trainer.optimizers)
+
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self.batches_trained += 1
         set_epoch(self)
+        self.guard.begin(self.device)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.guard.end(self, due=self.logs_due())  # deferred: read its counts on logging iterations only
+
+    def on_train_end(self) -> None:
+        self.guard.end(self, due=True)
 
     # ------------------------------------------------------------------------ logging
     def logs_due(self) -> bool:
@@ -178,7 +188,7 @@ class TranslationModel(pl.LightningModule):
         self.log_dict({
             **logs, "train/grad_norm_g": grad_norm(p for g in self._generators for p in g.parameters()),
             "train/lr_g": opt_g.param_groups[0]["lr"], "train/lr_d": opt_d.param_groups[0]["lr"],
-            "train/skipped_updates": float(self.guard.skipped),
+            "train/skipped_updates": self.guard.skipped_so_far(),
         }, on_step=True, on_epoch=False, batch_size=batch_size)
         self.log_dict({"loss_g": loss_g, "loss_d": loss_d}, prog_bar=True, logger=False, batch_size=batch_size)
 
@@ -275,43 +285,6 @@ def grad_norm(parameters: Iterable[torch.nn.Parameter]) -> torch.Tensor:
     """L2 norm of all gradients together: a generator whose gradient vanishes stops learning."""
     grads = [p.grad for p in parameters if p.grad is not None]
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads else torch.zeros(())
-
-
-# ---------------------------------------------------------------------------- non-finite guard
-class NonFiniteGuard:
-    """Skips updates whose losses are not finite, and gives up after ``patience`` in a row.
-
-    One bad batch (a NaN from an unlucky crop, a bf16 overflow) should cost an iteration,
-    not the run; many in a row mean training has diverged and should stop with a name.
-    """
-
-    def __init__(self, patience: int = 5) -> None:
-        self.patience = patience
-        self.in_a_row = 0
-        self.skipped = 0
-
-    def finite(self, module: pl.LightningModule, losses: Mapping[str, torch.Tensor]) -> bool:
-        """True if every loss is finite; otherwise count the skip, or raise after ``patience``."""
-        ok = bool(torch.stack([v.detach().float() for v in losses.values()]).isfinite().all())  # one device sync
-        if module.trainer.world_size > 1:  # every rank must skip (or not) together, or DDP's all-reduce hangs
-            ok = module.trainer.strategy.reduce_boolean_decision(ok, all=True)
-        if ok:
-            return True
-        self.skipped += 1
-        self.in_a_row += 1
-        bad = next((k for k, v in losses.items() if not torch.isfinite(v)), None)
-        what = f"{bad} was {losses[bad].item()}" if bad else "a loss on another DDP rank was not finite"
-        if self.in_a_row >= self.patience:
-            last = [c.last_model_path for c in module.trainer.checkpoint_callbacks if c.last_model_path]
-            raise NonFiniteLossError(
-                f"training stopped: {what} for {self.in_a_row} iterations in a row "
-                f"(at step {module.global_step}); last good checkpoint: {last[0] if last else 'none written yet'}"
-            )
-        warn(f"warning: {what} at step {module.global_step}; skipping this update")
-        return False
-
-    def step_done(self) -> None:
-        self.in_a_row = 0
 
 
 def discriminator_logs(name: str, d: DiscriminatorLoss) -> dict[str, torch.Tensor]:

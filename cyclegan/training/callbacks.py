@@ -189,8 +189,9 @@ class TrainingHealth(pl.Callback):
         for name, value in accuracies.items():
             history = self._accuracy.setdefault(name, deque(maxlen=self.window))
             history.append(value.detach())
-            # Read back (a device sync) every 50 iterations once the window is full, not every one.
-            if len(history) < self.window or self._batches % 50:
+            # Read back (a device sync) only when the model's logs are read anyway, once the window is full.
+            due = pl_module.logs_due() if hasattr(pl_module, "logs_due") else self._batches % 50 == 0
+            if len(history) < self.window or not due:
                 continue
             accuracy = torch.stack(list(history)).float().mean().item()
             if accuracy > self.max_d_accuracy:

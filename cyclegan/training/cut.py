@@ -162,7 +162,7 @@ class CUT(TranslationModel):
             d_b = discriminator_loss(self.D_B, self.augment(real_b), self.augment(self.pool_b.query(fake_b.detach())),
                                      mode=self.hparams.gan_mode, lambda_gp=self.hparams.lambda_gp,
                                      together=self._d_batchable)
-            if self.guard.finite(self, {"loss_d_b": d_b.loss}):
+            if self.guard.finite(self, {"loss_d_b": d_b.loss}, opt_d):
                 opt_d.zero_grad(set_to_none=True)
                 self.manual_backward(d_b.loss)
                 self.step_discriminators(opt_d)  # not counted: global_step counts iterations
@@ -171,7 +171,7 @@ class CUT(TranslationModel):
         with self.toggled_optimizer(opt_g):
             terms = self.generator_losses(real_a, real_b, fake_b, idt_b, flipped, key_feats)
             loss_g = sum(terms.values())
-            if not self.guard.finite(self, terms):
+            if not self.guard.finite(self, terms, opt_g):
                 return None
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(loss_g)

@@ -106,7 +106,7 @@ class CycleGAN(TranslationModel):
         # 1. Generators, with D_A and D_B frozen (toggling drops them from autograd).
         with self.toggled_optimizer(opt_g):
             g = self.generator_losses(real_a, real_b)
-            if not self.guard.finite(self, g.losses):
+            if not self.guard.finite(self, g.losses, opt_g):
                 return None  # fakes from a broken forward pass would poison D and the pools too
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(g.losses["loss_g"])
@@ -119,7 +119,7 @@ class CycleGAN(TranslationModel):
                                      mode=self.hparams.gan_mode, lambda_gp=self.hparams.lambda_gp, together=self._d_batchable)
             d_b = discriminator_loss(self.D_B, aug(real_b), aug(self.pool_b.query(g.fake_b)),
                                      mode=self.hparams.gan_mode, lambda_gp=self.hparams.lambda_gp, together=self._d_batchable)
-            if self.guard.finite(self, {"loss_d_a": d_a.loss, "loss_d_b": d_b.loss}):
+            if self.guard.finite(self, {"loss_d_a": d_a.loss, "loss_d_b": d_b.loss}, opt_d):
                 opt_d.zero_grad(set_to_none=True)
                 self.manual_backward(d_a.loss + d_b.loss)
                 self.step_discriminators(opt_d)  # not counted: global_step counts iterations

@@ -59,17 +59,18 @@ class Method1(TranslationModel):
         with self.toggled_optimizer(opt_g):  # D_B frozen
             terms, fake_b = self.generator_losses(real_a, real_b)
             loss_g = sum(terms.values())
-            if not self.guard.finite(self, terms):
+            if not self.guard.finite(self, terms, opt_g):
                 return None
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(loss_g)
             opt_g.step()
 
         with self.toggled_optimizer(opt_d):
-            d_b = discriminator_loss(self.D_B, self.augment(real_b), self.augment(self.pool_b.query(fake_b)),
+            fakes = self.pool_b.query(fake_b)  # this iteration's or older ones
+            d_b = discriminator_loss(self.D_B, self.augment(real_b), self.augment(fakes),
                                      mode=self.hparams.gan_mode, lambda_gp=self.hparams.lambda_gp,
                                      together=self._d_batchable)
-            if self.guard.finite(self, {"loss_d_b": d_b.loss}):
+            if self.guard.finite(self, {"loss_d_b": d_b.loss}, opt_d):
                 opt_d.zero_grad(set_to_none=True)
                 self.manual_backward(d_b.loss)
                 self.step_discriminators(opt_d)  # not counted: global_step counts iterations
