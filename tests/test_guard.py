@@ -115,3 +115,15 @@ def test_a_run_that_diverged_stops_at_the_next_check_naming_the_loss(tiny_root, 
     with pytest.raises(NonFiniteLossError, match=r"loss_g_adv_ab was nan for 4 iterations in a row \(by step 6\)"):
         _fit(model, tiny_root, tmp_path, max_steps=50, log_every_n_steps=3)
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_on_a_gpu_the_default_progress_bar_redraws_on_logging_steps_only():
+    from pytorch_lightning.callbacks import TQDMProgressBar
+
+    from cyclegan.cli.fit import bar_on_logging_steps
+
+    health, default, chosen = TrainingHealth(), TQDMProgressBar(), TQDMProgressBar(refresh_rate=5)
+    out = bar_on_logging_steps([health, default, chosen], 50)
+    assert out[0] is health and out[2] is chosen  # a rate the user chose stays
+    assert type(out[1]) is TQDMProgressBar and out[1].refresh_rate == 50
+    assert bar_on_logging_steps([default], 1)[0] is default

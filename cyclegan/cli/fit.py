@@ -20,7 +20,7 @@ from typing import Any, Optional
 import pytorch_lightning as pl
 import yaml
 from jsonargparse import lazy_instance
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
@@ -251,6 +251,8 @@ class CycleGANCLI(LightningCLI):
             raise ArgumentError(f"--data.preprocess none keeps each image's size (padded to a multiple of 4), but this "
                                 f"generator needs multiples of {stride}: use a ResNet generator or a crop preprocess")
         self.trainer.callbacks += [RunSummary(), GracefulStop()]
+        if self.trainer.strategy.root_device.type == "cuda":
+            self.trainer.callbacks[:] = bar_on_logging_steps(self.trainer.callbacks, self.trainer.log_every_n_steps)
         if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             self.trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         for logger in self.trainer.loggers:
@@ -267,6 +269,13 @@ class CycleGANCLI(LightningCLI):
         for logger in self.trainer.loggers:
             if isinstance(logger, WandbLogger) and self.trainer.is_global_zero:
                 logger.experiment.finish()
+
+
+def bar_on_logging_steps(callbacks: list[pl.Callback], every: int) -> list[pl.Callback]:
+    """On a GPU, the default progress bar redraws on logging steps only: each redraw reads the
+    shown losses back from the GPU, which makes the host wait for the GPU to finish."""
+    return [TQDMProgressBar(refresh_rate=every) if type(c) is TQDMProgressBar and c.refresh_rate == 1 and every > 1
+            else c for c in callbacks]
 
 
 @contextlib.contextmanager
