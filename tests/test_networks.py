@@ -1,6 +1,9 @@
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
+from cyclegan.models.blur import BlurDownsample, BlurUpsample
+from cyclegan.models.padding import ReflectionPad2d, ReplicationPad2d
 from cyclegan.models.networks import (
     DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator, init_weights,
 )
@@ -57,3 +60,58 @@ def test_init_weights_is_normal_0_002():
     w = torch.cat([m.weight.flatten() for m in g.modules() if isinstance(m, torch.nn.Conv2d)])
     assert abs(w.mean().item()) < 1e-3 and w.std().item() == pytest.approx(0.02, rel=0.02)
     assert all((m.bias == 0).all() for m in g.modules() if isinstance(m, torch.nn.Conv2d) and m.bias is not None)
+
+
+class _Casts(TorchDispatchMode):
+    """Records the dtype conversions of tensors with a batch dimension (feature maps, not weights)."""
+
+    def __init__(self, batch: int):
+        super().__init__()
+        self.batch, self.seen = batch, []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func is torch.ops.aten._to_copy.default and args[0].dim() == 4 and args[0].shape[0] == self.batch:
+            self.seen.append((tuple(args[0].shape), args[0].dtype, out.dtype))
+        return out
+
+
+def test_under_cpu_bf16_autocast_feature_maps_are_not_cast_to_float32_for_padding():
+    """CPU autocast runs reflection/replication padding in float32: before the padding layers kept
+    their input's dtype, each padded convolution cast its feature map to float32 and back, both ways."""
+    g = build_generator(GeneratorConfig(ngf=8, n_blocks=2, antialias=True, upsample="antialias"), input_nc=3, output_nc=3)
+    d = build_discriminator(DiscriminatorConfig(ndf=8), input_nc=3)
+    x = torch.rand(3, 3, 32, 32) * 2 - 1
+    with torch.autocast("cpu", torch.bfloat16), _Casts(batch=3) as casts:
+        y = g(x)
+        d(y).float().mean().backward()
+    to_float = [c for c in casts.seen if c[2] == torch.float32 and c[1] == torch.bfloat16]
+    # Left: the blurs, which run in float32 on purpose (one cast in and one out, each way), and
+    # the discriminator's float32 score for the loss.
+    assert y.dtype == torch.bfloat16
+    n_blurs = sum(isinstance(m, (BlurDownsample, BlurUpsample)) for m in g.modules())
+    assert len(to_float) <= 2 * n_blurs + 2, to_float
+
+
+@pytest.mark.parametrize("blur", [BlurDownsample, BlurUpsample])
+def test_blurs_on_bf16_compute_in_float32_and_round_once(blur):
+    """On the CPU a bf16 blur is the float32 blur rounded to bf16, under autocast or not, and its
+    gradient reaches a bf16 input."""
+    m = blur(4)
+    x = (torch.rand(2, 4, 8, 8) * 2 - 1).bfloat16().requires_grad_()
+    expected = m(x.detach().float()).bfloat16()
+    for autocast in (False, True):
+        with torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+            y = m(x)
+        assert y.dtype == torch.bfloat16
+        torch.testing.assert_close(y, expected, rtol=0, atol=0)
+    y.float().sum().backward()
+    assert x.grad.dtype == torch.bfloat16 and x.grad.abs().sum() > 0
+
+
+def test_padding_layers_are_torch_s_in_float32_and_script():
+    x = torch.rand(1, 2, 5, 6)
+    for ours, theirs in ((ReflectionPad2d(2), torch.nn.ReflectionPad2d(2)), (ReplicationPad2d(1), torch.nn.ReplicationPad2d(1))):
+        torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=0)
+        torch.testing.assert_close(torch.jit.script(ours)(x), theirs(x), rtol=0, atol=0)
+        assert ours.state_dict() == {}

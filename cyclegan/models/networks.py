@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from cyclegan.models.blur import BlurDownsample, BlurUpsample
+from cyclegan.models.padding import ReflectionPad2d
 
 Norm = Literal["instance", "batch", "none"]
 Upsample = Literal["transpose", "resize_conv", "antialias"]
@@ -70,8 +71,7 @@ def _norm(norm: Norm, channels: int) -> nn.Module:
 
 
 def _conv_bias(norm: Norm) -> bool:
-    # A bias before batch norm is cancelled by its mean subtraction; instance norm here
-    # has no affine shift, so the convolution keeps its bias.
+    # Batch norm's mean subtraction cancels a bias; instance norm here has no shift, so the bias stays.
     return norm != "batch"
 
 
@@ -83,7 +83,7 @@ def _upsample(in_ch: int, out_ch: int, *, kind: Upsample, kernel: int, bias: boo
         return nn.ConvTranspose2d(in_ch, out_ch, 4, stride=2, padding=1, bias=bias)
     return nn.Sequential(
         nn.Upsample(scale_factor=2, mode="nearest"),
-        nn.ReflectionPad2d(1),
+        ReflectionPad2d(1),
         nn.Conv2d(in_ch, out_ch, 3, bias=bias),
     )
 
@@ -95,11 +95,11 @@ class ResnetBlock(nn.Module):
         super().__init__()
         self.channels = channels
         bias = _conv_bias(norm)
-        layers: list[nn.Module] = [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=bias),
+        layers: list[nn.Module] = [ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=bias),
                                    _norm(norm, channels), nn.ReLU(True)]
         if dropout:
             layers.append(nn.Dropout(0.5))
-        layers += [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=bias), _norm(norm, channels)]
+        layers += [ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=bias), _norm(norm, channels)]
         self.block = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -126,7 +126,7 @@ class ResnetGenerator(nn.Module):
         self.input_nc = input_nc
         bias = _conv_bias(norm)
         layers: list[nn.Module] = [
-            nn.ReflectionPad2d(3),
+            ReflectionPad2d(3),
             nn.Conv2d(input_nc, ngf, 7, bias=bias),
             _norm(norm, ngf),
             nn.ReLU(True),
@@ -150,7 +150,7 @@ class ResnetGenerator(nn.Module):
             else:
                 up = [_upsample(ngf * mult, ngf * mult // 2, kind=upsample, kernel=3, bias=bias)]
             layers += [*up, _norm(norm, ngf * mult // 2), nn.ReLU(True)]
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh()]
+        layers += [ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
         self.n_blocks = n_blocks
 
