@@ -204,7 +204,7 @@ class CUT(TranslationModel):
 
 class FastCUT(CUT):
     """CUT without the identity term, with PatchNCE weighted 10 and flip equivariance; 150 + 50
-    epochs (the authors' ``--CUT_mode FastCUT``). About half of CycleGAN's cost per iteration."""
+    epochs (the authors' ``--CUT_mode FastCUT``). 0.41x CycleGAN's FLOPs per iteration (docs/cut.md)."""
 
     kind = "fastcut"
 
