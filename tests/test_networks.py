@@ -3,7 +3,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from cyclegan.models.blur import BlurDownsample, BlurUpsample
-from cyclegan.models.padding import ReflectionPad2d, ReplicationPad2d
+from cyclegan.models.layers import InstanceNorm2d, ReflectionPad2d, ReplicationPad2d, fast_layout
 from cyclegan.models.networks import (
     DiscriminatorConfig, GeneratorConfig, build_discriminator, build_generator, init_weights,
 )
@@ -115,3 +115,39 @@ def test_padding_layers_are_torch_s_in_float32_and_script():
         torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=0)
         torch.testing.assert_close(torch.jit.script(ours)(x), theirs(x), rtol=0, atol=0)
         assert ours.state_dict() == {}
+
+
+def test_one_image_under_cpu_bf16_autocast_runs_channels_last_and_float32_is_untouched():
+    """oneDNN's bf16 convolutions work channels-last: one image larger than 128 x 128 goes through
+    G and D in that layout, with the same values as NCHW (up to bf16 rounding); batches, small
+    images and float32 stay as they were."""
+    g = build_generator(GeneratorConfig(ngf=8, n_blocks=2), input_nc=3, output_nc=3).eval()
+    d = build_discriminator(DiscriminatorConfig(ndf=8), input_nc=3)
+    x = torch.rand(1, 3, 132, 132) * 2 - 1
+    with torch.autocast("cpu", torch.bfloat16):
+        y, score = g(x), d(x)
+        assert fast_layout(x).is_contiguous(memory_format=torch.channels_last)
+        batch, small = x.repeat(2, 1, 1, 1), x[:, :, :128, :128].contiguous()
+        assert fast_layout(batch) is batch  # batches: channels-last instance norm copies
+        assert fast_layout(small) is small  # small images: slower channels-last
+        y2 = g(x.repeat(2, 1, 1, 1))
+    assert y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
+    assert score.is_contiguous(memory_format=torch.channels_last)
+    assert y2.is_contiguous()
+    torch.testing.assert_close(y.float(), y2[:1].float(), rtol=0, atol=0.05)  # the NCHW path, same image
+    assert (y.float() - y2[:1].float()).abs().mean() < 0.01
+    assert fast_layout(x) is x and g(x).is_contiguous()  # float32: not converted
+
+
+def test_instance_norm_on_one_channels_last_image_is_torch_s_and_keeps_the_layout():
+    x = torch.randn(1, 6, 9, 7).contiguous(memory_format=torch.channels_last).requires_grad_()
+    ours, theirs = InstanceNorm2d(6), torch.nn.InstanceNorm2d(6)
+    y = ours(x)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y, theirs(x.contiguous()), rtol=1e-5, atol=1e-6)
+    y.square().sum().backward()
+    g_ours = x.grad.clone()
+    x.grad = None
+    theirs(x.contiguous()).square().sum().backward()
+    torch.testing.assert_close(g_ours, x.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(torch.jit.script(ours)(x.detach()), y.detach(), rtol=1e-5, atol=1e-6)

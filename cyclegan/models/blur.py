@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cyclegan.models.padding import ReflectionPad2d, ReplicationPad2d
+from cyclegan.models.layers import ReflectionPad2d, ReplicationPad2d
 
 # Rows of Pascal's triangle: the 1-D binomial filters by size.
 _BINOMIAL = {3: (1.0, 2.0, 1.0), 4: (1.0, 3.0, 3.0, 1.0)}

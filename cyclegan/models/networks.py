@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from cyclegan.models.blur import BlurDownsample, BlurUpsample
-from cyclegan.models.padding import ReflectionPad2d
+from cyclegan.models.layers import InstanceNorm2d, ReflectionPad2d, fast_layout
 
 Norm = Literal["instance", "batch", "none"]
 Upsample = Literal["transpose", "resize_conv", "antialias"]
@@ -64,7 +64,7 @@ class DiscriminatorConfig:
 def _norm(norm: Norm, channels: int) -> nn.Module:
     # Instance norm without affine parameters and running statistics, as published.
     if norm == "instance":
-        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+        return InstanceNorm2d(channels, affine=False, track_running_stats=False)
     if norm == "batch":
         return nn.BatchNorm2d(channels, affine=True, track_running_stats=True)
     return nn.Identity()
@@ -155,7 +155,7 @@ class ResnetGenerator(nn.Module):
         self.n_blocks = n_blocks
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        return self.model(fast_layout(x))
 
     def default_feature_layers(self) -> list[int]:
         """The layers PatchNCE reads by default: the padded input, both downsampling convolutions,
@@ -178,7 +178,7 @@ class ResnetGenerator(nn.Module):
 
     def forward_features(self, x: torch.Tensor, layers: list[int], *, until: int | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """G(x) (or layer ``until - 1``'s output) and the features :meth:`encode` gives, from one pass."""
-        feats = []
+        feats, x = [], fast_layout(x)
         for i, layer in enumerate(self.model[:until]):
             x = layer(x)
             if i in layers:
@@ -313,7 +313,7 @@ class PatchDiscriminator(nn.Module):
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        return self.model(fast_layout(x))
 
 
 class PixelDiscriminator(nn.Module):
