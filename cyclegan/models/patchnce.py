@@ -35,12 +35,28 @@ class PatchHeads(nn.Module):
         the same for every image) -> (N * P_l, nc) unit vectors, image-major."""
         out = []
         for feat, idx, mlp in zip(feats, ids, self.mlps):
-            x = feat.permute(0, 2, 3, 1).flatten(1, 2)[:, idx, :].flatten(0, 1)  # (N * P, C)
-            x = mlp(x)
+            x = mlp(_gather(feat, idx))  # (N * P, nc)
             # x / (||x|| + 1e-7) as published; vector_norm's gradient at a zero row is 0 where the
             # published x.pow(2).sum().pow(0.5) gives NaN (a head whose ReLUs are all off for a patch).
             out.append(x / (torch.linalg.vector_norm(x, dim=1, keepdim=True) + 1e-7))
         return out
+
+
+def _gather(feat: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) at the P locations ``idx`` of H * W -> (N * P, C), image-major, read in ``feat``'s
+    own memory layout so that the gradient comes back in that layout too.
+
+    PyTorch's CPU instance/batch norm backward (seen with 2.14) returns a wrong gradient for one
+    image when the incoming gradient is channels-last and the input is not: gathering an NCHW map
+    through a channels-last view (``permute(0, 2, 3, 1)``) sends exactly that to the instance norm
+    ending each residual block, and the PatchNCE gradient of those layers came out wrong whenever
+    G encoded one NCHW image at a time on the CPU (FastCUT at batch 1, for one).
+    """
+    if feat.is_contiguous(memory_format=torch.channels_last) and not feat.is_contiguous():
+        x = feat.permute(0, 2, 3, 1).flatten(1, 2)[:, idx, :]  # channels-last: a view, (N, P, C)
+    else:
+        x = feat.flatten(2)[:, :, idx].transpose(1, 2)  # NCHW: (N, C, P) -> (N, P, C)
+    return x.flatten(0, 1)
 
 
 def sample_locations(feats: Sequence[torch.Tensor], patches: int, rng: torch.Generator | None = None) -> list[torch.Tensor]:
