@@ -1,9 +1,11 @@
+import copy
+
 import pytest
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from cyclegan import CycleGAN, DiscriminatorConfig, GeneratorConfig, Method1, UnpairedImageDataModule
+from cyclegan import CUT, CycleGAN, DiscriminatorConfig, FastCUT, GeneratorConfig, Method1, UnpairedImageDataModule
 from cyclegan.training.base import linear_decay
 
 TINY = dict(generator=GeneratorConfig(ngf=4, n_blocks=1), discriminator=DiscriminatorConfig(ndf=4, n_layers=2))
@@ -119,3 +121,45 @@ def test_discriminators_take_their_own_lr_when_given(model_class):
     assert sched_g.base_lrs == [2e-4] and sched_d.base_lrs == [8e-4]  # both decay linearly from their own LR
     (_, opt_d), _ = model_class(**tiny, lr=2e-4).configure_optimizers()
     assert [g["lr"] for g in opt_d.param_groups] == [2e-4]  # as published: one LR
+
+
+class _WrittenOutInstanceNorm(nn.Module):
+    """Instance norm by its definition: (x - mean) / sqrt(var + eps) per image and channel."""
+
+    def forward(self, x):
+        mean, var = x.mean((2, 3), keepdim=True), x.var((2, 3), keepdim=True, unbiased=False)
+        return (x - mean) / torch.sqrt(var + 1e-5)
+
+
+def _generator_terms(model, a, b):
+    torch.manual_seed(7)  # the same augmentations and patch locations for both models
+    if isinstance(model, CUT):
+        return model.generator_losses(a, b, *model.translate_batch(a, b))
+    if isinstance(model, Method1):
+        return model.generator_losses(a, b)[0]
+    return model.generator_losses(a, b).losses
+
+
+@pytest.mark.parametrize("model_cls", [CycleGAN, Method1, CUT, FastCUT])
+def test_the_generator_gradient_of_one_image_is_the_instance_norm_definition_s(model_cls):
+    """PyTorch's CPU instance norm backward is wrong for one image fed a channels-last gradient (it
+    hit PatchNCE's gather): every model's generator terms at batch 1, D seeing translated images,
+    give the gradient of networks whose instance norms are written out by their formula."""
+    model = model_cls(generator=GeneratorConfig(ngf=8, n_blocks=2), discriminator=DiscriminatorConfig(ndf=8, n_layers=2),
+                      diff_augment=("color", "translation", "cutout"))
+    if isinstance(model, CUT):
+        model.hparams.flip_equivariance = False
+    written_out = copy.deepcopy(model)
+    for module in list(written_out.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, nn.InstanceNorm2d):
+                setattr(module, name, _WrittenOutInstanceNorm())
+    a, b = torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1
+    grads = []
+    for net in (model, written_out):
+        terms = _generator_terms(net, a, b)
+        loss = sum(v for k, v in terms.items() if k != "loss_g")
+        params = [p for p in net.parameters() if p.requires_grad]
+        grads.append(torch.cat([g.flatten() for g in torch.autograd.grad(loss, params, allow_unused=True) if g is not None]))
+    assert grads[0].shape == grads[1].shape
+    assert ((grads[0] - grads[1]).norm() / grads[1].norm()).item() < 1e-4
