@@ -14,7 +14,9 @@ It measures, each in a fresh process (peak memory is its own):
   same batch (``gpu_busy``: the share of the iteration the step itself takes), and the decode +
   augment cost of one item (an A and a B image) in one worker;
 * **conversion** (``cyclegan translate``'s path against the plain one-image loop of the
-  original test script) at 256x256 and 1024x768.
+  original test script) at 256x256 and 1024x768;
+* whether this device's instance norm gets one image's gradient wrong when it arrives channels-last
+  (the CPU kernel of torch 2.14.1 does; PatchNCE's gather avoids sending one).
 
 Nothing is downloaded; the images are generated. Record the JSON line with the date and the GPU
 in docs/speed.md.
@@ -149,6 +151,32 @@ def conversion(args, device: str, workdir: Path) -> dict:
     return out
 
 
+def norm_gradient_check(device: str) -> dict:
+    """Relative error of instance norm's gradient for one image (1, 64, 16, 16) fed a channels-last
+    incoming gradient, against the formula: torch's kernel as is (wrong on the CPU in torch 2.14.1),
+    and through PatchNCE's gather (``_gather``, which sends the gradient in the map's own layout)."""
+    from cyclegan.models.patchnce import _gather
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 64, 16, 16, device=device, requires_grad=True)
+    upstream = torch.randn(1, 16, 16, 64, device=device).permute(0, 3, 1, 2)  # channels-last strides
+    idx = torch.randperm(256, device=device)
+    weights = torch.randn(256, 64, device=device)
+
+    def formula(t):
+        mean, var = t.mean((2, 3), keepdim=True), t.var((2, 3), keepdim=True, unbiased=False)
+        return (t - mean) / torch.sqrt(var + 1e-5)
+
+    def error(norm, loss) -> float:
+        got = torch.autograd.grad(loss(norm(x)), x)[0]
+        want = torch.autograd.grad(loss(formula(x)), x)[0]
+        return float((got - want).norm() / want.norm())
+
+    kernel = error(torch.nn.functional.instance_norm, lambda y: (y * upstream).sum())
+    gathered = error(torch.nn.functional.instance_norm, lambda y: (_gather(y, idx) * weights).sum())
+    return {"torch_kernel": round(kernel, 6), "patchnce_gather": round(gathered, 6)}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU: checks the code, measures nothing")
@@ -178,6 +206,7 @@ def main(argv: list[str] | None = None) -> dict:
         in_memory = report["train"][f"batch{args.batches[-1]}"].get("ours_default", {}).get("ms")
         report["data"] = data_loading(args, default_precision, root, in_memory)
         report["convert"] = conversion(args, device, workdir)
+        report["instance_norm_one_image_channels_last_grad_error"] = norm_gradient_check(device)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report["seconds"] = round(time.perf_counter() - started, 1)
