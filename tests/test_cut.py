@@ -1,6 +1,5 @@
 """CUT and FastCUT: one training step against the authors' code, PatchNCE by hand, the NCE layer rule."""
 
-import copy
 import math
 import re
 
@@ -8,6 +7,8 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
+
+from conftest import with_written_out_instance_norms
 
 from cyclegan import CUT, FastCUT
 from cyclegan.inference.authors import _our_key
@@ -202,14 +203,6 @@ def test_keys_come_from_the_forward_pass_with_the_numbers_of_a_second_encoding(n
 
 
 
-class _WrittenOutInstanceNorm(torch.nn.Module):
-    """Instance norm by its definition, (x - mean) / sqrt(var + eps) per image and channel."""
-
-    def forward(self, x):
-        mean, var = x.mean((2, 3), keepdim=True), x.var((2, 3), keepdim=True, unbiased=False)
-        return (x - mean) / torch.sqrt(var + 1e-5)
-
-
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_patch_nce_gradient_of_one_image_is_right(channels_last):
     """The PatchNCE gradient into G's input for one image (FastCUT trains at batch 1) equals the one
@@ -217,11 +210,7 @@ def test_patch_nce_gradient_of_one_image_is_right(channels_last):
     channels-last view had given the residual blocks' instance norms a channels-last gradient,
     which PyTorch's CPU norm backward gets wrong for one image: relative error 1.1 before the fix."""
     model = CUT(**PUBLISHED_SMALL)
-    written_out = copy.deepcopy(model)
-    for block in written_out.G_AB.modules():
-        for name, child in block.named_children():
-            if isinstance(child, torch.nn.InstanceNorm2d):
-                setattr(block, name, _WrittenOutInstanceNorm())
+    written_out = with_written_out_instance_norms(model)
     torch.manual_seed(0)
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     ids = model.sample_locations(model.G_AB.encode(x, model.nce_layers), 256)

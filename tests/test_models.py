@@ -1,9 +1,9 @@
-import copy
-
 import pytest
 import pytorch_lightning as pl
 import torch
 from torch import nn
+
+from conftest import with_written_out_instance_norms
 
 from cyclegan import CUT, CycleGAN, DiscriminatorConfig, FastCUT, GeneratorConfig, Method1, UnpairedImageDataModule
 from cyclegan.training.base import linear_decay
@@ -123,14 +123,6 @@ def test_discriminators_take_their_own_lr_when_given(model_class):
     assert [g["lr"] for g in opt_d.param_groups] == [2e-4]  # as published: one LR
 
 
-class _WrittenOutInstanceNorm(nn.Module):
-    """Instance norm by its definition: (x - mean) / sqrt(var + eps) per image and channel."""
-
-    def forward(self, x):
-        mean, var = x.mean((2, 3), keepdim=True), x.var((2, 3), keepdim=True, unbiased=False)
-        return (x - mean) / torch.sqrt(var + 1e-5)
-
-
 def _generator_terms(model, a, b):
     torch.manual_seed(7)  # the same augmentations and patch locations for both models
     if isinstance(model, CUT):
@@ -149,11 +141,7 @@ def test_the_generator_gradient_of_one_image_is_the_instance_norm_definition_s(m
                       diff_augment=("color", "translation", "cutout"))
     if isinstance(model, CUT):
         model.hparams.flip_equivariance = False
-    written_out = copy.deepcopy(model)
-    for module in list(written_out.modules()):
-        for name, child in module.named_children():
-            if isinstance(child, nn.InstanceNorm2d):
-                setattr(module, name, _WrittenOutInstanceNorm())
+    written_out = with_written_out_instance_norms(model)
     a, b = torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1
     grads = []
     for net in (model, written_out):
